@@ -1,0 +1,5 @@
+import sys
+
+from fusi_nmf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Command line: ``python -m fusi_nmf <command> ...``.
+
+Each command lives in the module that does the work; that module exposes
+``add_parser(subparsers)`` which registers its sub-parser and sets
+``func(args) -> int`` as the default. This file only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module that implements it (imported lazily: fast --help)
+COMMANDS: dict[str, str] = {
+    "run": "fusi_nmf.pipeline",
+    "simulate": "fusi_nmf.simulate",
+    "fetch": "fusi_nmf.datasets",
+    "book": "fusi_nmf.book",
+    "sweep": "fusi_nmf.sweep",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fusi_nmf",
+        description="fUSI Power Doppler -> motion correction -> z-score -> pos/neg NMF.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a command whose module is not built yet
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+        # Users get the message, not a traceback; FUSI_NMF_DEBUG=1 shows it all.
+        import os
+
+        if os.environ.get("FUSI_NMF_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
