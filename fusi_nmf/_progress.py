@@ -19,7 +19,12 @@ def progress_enabled(progress: bool | None = None) -> bool:
     """Resolve a ``progress`` argument: explicit bool wins, else the env var."""
     if progress is not None:
         return bool(progress)
-    return os.environ.get("FUSI_NMF_PROGRESS", "1").strip().lower() not in {"0", "false", "no", "off"}
+    return os.environ.get("FUSI_NMF_PROGRESS", "1").strip().lower() not in {
+        "0",
+        "false",
+        "no",
+        "off",
+    }
 
 
 def progress_bar(

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="fUSI Power Doppler -> motion correction -> z-score -> pos/neg NMF.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:  # a command whose module is not built yet
