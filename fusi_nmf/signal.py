@@ -9,15 +9,34 @@ per step, so it survives netCDF/NIfTI-sidecar round trips).
 Standardization (issue 2)
     :func:`standardize` (z-score or percent signal change per voxel over time)
     and :func:`split_sign` (non-negative ``pos``/``neg`` channels for NMF).
+
+Cleaning before standardization (issue 8)
+    :func:`detrend` (polynomial), :func:`filter_temporal` (zero-phase
+    Butterworth), :func:`regress_global` (optional global-signal regression),
+    :func:`smooth_spatial` (Gaussian, FWHM in mm, anisotropic voxels) and
+    :func:`clean`, which chains them (with frame censoring from
+    :mod:`fusi_nmf.qc`) in one documented order. Frame QC (DVARS, framewise
+    displacement, censoring) and the brain mask live in :mod:`fusi_nmf.qc`.
+
+The temporal steps keep each voxel's temporal mean (they remove slow trends and
+fluctuations, not the baseline), so the output is still a Power Doppler image
+whose intensity means something (brain mask, percent signal change).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
 
 __all__ = [
     "append_history",
+    "clean",
+    "detrend",
+    "filter_temporal",
+    "regress_global",
+    "smooth_spatial",
     "split_sign",
     "standardize",
 ]
@@ -112,9 +131,7 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
     data = _check_dataarray(data, dim=dim)
     n = data.sizes[dim]
     if n < 2:
-        raise ValueError(
-            f"data has {n} sample(s) along {dim!r}; standardizing needs at least 2."
-        )
+        raise ValueError(f"data has {n} sample(s) along {dim!r}; standardizing needs at least 2.")
     axis = data.get_axis_num(dim)
     x = np.asarray(data.values, dtype=np.float64)
     mean = x.mean(axis=axis, keepdims=True)
@@ -126,8 +143,7 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
         scale = np.where(flat, 1.0, std)
         out = np.where(flat, 0.0, centred / scale)
         line = (
-            f"standardize: zscore over {dim!r} (ddof=1); "
-            f"{int(flat.sum())} constant voxel(s) -> 0"
+            f"standardize: zscore over {dim!r} (ddof=1); {int(flat.sum())} constant voxel(s) -> 0"
         )
     else:
         zero = mean == 0
@@ -185,3 +201,493 @@ def split_sign(z: xr.DataArray) -> xr.DataArray:
     coords["sign"] = ("sign", np.array(["pos", "neg"]))
     attrs = append_history(z.attrs, "split_sign: pos=max(z,0), neg=max(-z,0) on new dim 'sign'")
     return xr.DataArray(stacked, dims=dims, coords=coords, attrs=attrs, name=z.name)
+
+
+# --------------------------------------------------------------------------- cleaning helpers
+
+
+def _rebuild(data: xr.DataArray, values: np.ndarray, line: str, **attrs) -> xr.DataArray:
+    """New float32 DataArray like ``data`` with ``values``, history ``line`` and extra attrs."""
+    new_attrs = append_history(data.attrs, line)
+    new_attrs.update(attrs)
+    return xr.DataArray(
+        np.asarray(values, dtype=np.float32),
+        dims=data.dims,
+        coords=data.coords,
+        attrs=new_attrs,
+        name=data.name,
+    )
+
+
+def _as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
+    """float64 matrix (n_time, n_features) and the axis of ``dim``."""
+    axis = data.get_axis_num(dim)
+    x = np.moveaxis(np.asarray(data.values, dtype=np.float64), axis, 0)
+    return x.reshape(x.shape[0], -1), axis
+
+
+def _from_time_matrix(matrix: np.ndarray, data: xr.DataArray, axis: int) -> np.ndarray:
+    """Inverse of :func:`_as_time_matrix`."""
+    shape = list(data.shape)
+    moved = [shape[axis], *shape[:axis], *shape[axis + 1 :]]
+    return np.moveaxis(matrix.reshape(moved), 0, axis)
+
+
+def _time_values(data: xr.DataArray, dim: str, *, need: str) -> np.ndarray:
+    """The ``dim`` coord as float seconds; a clear error when it is missing."""
+    if dim not in data.coords:
+        raise ValueError(
+            f"data has no {dim!r} coordinate; {need} needs frame times in seconds "
+            f"(assign them with data.assign_coords({dim}=onsets_in_s))."
+        )
+    t = np.asarray(data[dim].values)
+    if np.issubdtype(t.dtype, np.datetime64) or np.issubdtype(t.dtype, np.timedelta64):
+        t = (t - t[0]) / np.timedelta64(1, "s")
+    t = t.astype(np.float64)
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        raise ValueError(f"the {dim!r} coordinate must increase strictly; sort the frames first.")
+    return t
+
+
+def _sampling_rate(t: np.ndarray, dim: str) -> float:
+    """Sampling rate in Hz of a regularly sampled time axis."""
+    if t.size < 2:
+        raise ValueError(f"need at least 2 frames along {dim!r} to know the sampling rate.")
+    dt = np.diff(t)
+    step = float(np.median(dt))
+    if np.max(np.abs(dt - step)) > 1e-3 * step:
+        raise ValueError(
+            f"the {dim!r} coordinate is not regularly sampled (steps from {dt.min():.4g} to "
+            f"{dt.max():.4g} s); temporal filtering needs a regular grid. If frames were dropped "
+            "by censoring, censor with method='interpolate' before filtering and drop afterwards "
+            "(fusi_nmf.signal.clean does this)."
+        )
+    return 1.0 / step
+
+
+# --------------------------------------------------------------------------- detrend
+
+
+def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArray:
+    """Remove a polynomial trend over time from every voxel, keeping its mean.
+
+    A least-squares polynomial of degree ``order`` in the frame times (Legendre
+    basis on times scaled to [-1, 1], well conditioned for any order) is fitted
+    to each voxel and removed; the voxel's temporal mean is then added back. A
+    trend that *is* a polynomial of degree <= ``order`` is removed exactly
+    (up to float32 rounding) and a constant voxel is unchanged.
+
+    Keeping the mean keeps the output a Power Doppler image: intensities stay
+    positive and comparable across voxels (brain mask, percent signal change),
+    and a later z-score is unaffected by it.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Signal with a ``dim`` dimension and coordinate (frame times in s; frames
+        may be irregular, e.g. after dropping censored frames).
+    order : int, default 1
+        Polynomial degree: 0 does nothing (the mean is kept), 1 removes a linear
+        drift, 2 a quadratic one, ...
+    dim : str, default "time"
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, same dims, coords and attrs, one more line in ``attrs["history"]``.
+    """
+    data = _check_dataarray(data, dim=dim)
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 0:
+        raise ValueError(
+            f"order must be a non-negative integer (polynomial degree), got {order!r}."
+        )
+    n = data.sizes[dim]
+    if order >= n:
+        raise ValueError(
+            f"order={order} needs more than {order} frames along {dim!r}, data has {n}; "
+            "use a lower order."
+        )
+    t = _time_values(data, dim, need="detrend")
+    span = t[-1] - t[0]
+    tn = 2.0 * (t - t[0]) / span - 1.0 if span > 0 else np.zeros_like(t)
+    basis = np.polynomial.legendre.legvander(tn, order)
+    x, axis = _as_time_matrix(data, dim)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    out = x - basis @ coef + x.mean(axis=0, keepdims=True)
+    return _rebuild(
+        data,
+        _from_time_matrix(out, data, axis),
+        f"detrend: polynomial order {order} over {dim!r} removed, temporal mean kept",
+    )
+
+
+# --------------------------------------------------------------------------- temporal filter
+
+
+def filter_temporal(
+    data: xr.DataArray,
+    high_pass: float | None = None,
+    low_pass: float | None = None,
+    order: int = 4,
+    dim: str = "time",
+) -> xr.DataArray:
+    """Zero-phase Butterworth filter of every voxel over time.
+
+    Designed with :func:`scipy.signal.butter` (second-order sections) and run
+    forward and backward with :func:`scipy.signal.sosfiltfilt`, so there is no
+    phase shift and the effective order is doubled. The sampling rate comes from
+    the ``dim`` coordinate (seconds), which must be regular. A high-pass
+    (or band-pass) removes the mean along with the slow fluctuations; the
+    temporal mean of each voxel is added back, as in :func:`detrend`.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Signal with a regularly sampled ``dim`` coordinate in seconds.
+    high_pass : float, optional
+        Cut-off in Hz below which fluctuations are removed (e.g. 0.01).
+    low_pass : float, optional
+        Cut-off in Hz above which fluctuations are removed.
+    order : int, default 4
+        Butterworth order (per pass).
+    dim : str, default "time"
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, same dims, coords and attrs, one more line in ``attrs["history"]``.
+
+    Raises
+    ------
+    ValueError
+        No cut-off given; a cut-off <= 0 or >= the Nyquist frequency; ``high_pass
+        >= low_pass``; irregular frame times; too few frames for the filter's
+        padding.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    data = _check_dataarray(data, dim=dim)
+    if high_pass is None and low_pass is None:
+        raise ValueError("filter_temporal needs high_pass and/or low_pass (cut-offs in Hz).")
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 1:
+        raise ValueError(f"order must be a positive integer (Butterworth order), got {order!r}.")
+    fs = _sampling_rate(_time_values(data, dim, need="filter_temporal"), dim)
+    nyquist = fs / 2.0
+    for name, value in (("high_pass", high_pass), ("low_pass", low_pass)):
+        if value is None:
+            continue
+        if not np.isfinite(value) or value <= 0 or value >= nyquist:
+            raise ValueError(
+                f"{name}={value!r} Hz is outside (0, Nyquist); frames are {1 / fs:.4g} s apart "
+                f"(sampling rate {fs:.4g} Hz), so cut-offs must lie strictly between 0 and "
+                f"{nyquist:.4g} Hz."
+            )
+    if high_pass is not None and low_pass is not None:
+        if high_pass >= low_pass:
+            raise ValueError(
+                f"high_pass={high_pass} Hz must be below low_pass={low_pass} Hz for a band-pass."
+            )
+        sos = butter(order, [high_pass, low_pass], btype="bandpass", fs=fs, output="sos")
+        what = f"band-pass {high_pass:g}-{low_pass:g} Hz"
+    elif high_pass is not None:
+        sos = butter(order, high_pass, btype="highpass", fs=fs, output="sos")
+        what = f"high-pass {high_pass:g} Hz"
+    else:
+        sos = butter(order, low_pass, btype="lowpass", fs=fs, output="sos")
+        what = f"low-pass {low_pass:g} Hz"
+    x, axis = _as_time_matrix(data, dim)
+    padlen = 3 * (2 * len(sos) + 1)
+    if x.shape[0] <= padlen:
+        raise ValueError(
+            f"data has {x.shape[0]} frames along {dim!r}; an order-{order} zero-phase filter "
+            f"needs more than {padlen}. Lower the order or use detrend() instead."
+        )
+    mean = x.mean(axis=0, keepdims=True)
+    # Filter around the mean (no step at the padded edges), then put the mean back:
+    # a high-/band-pass would remove it, a low-pass passes it anyway.
+    out = sosfiltfilt(sos, x - mean, axis=0, padlen=padlen) + mean
+    return _rebuild(
+        data,
+        _from_time_matrix(out, data, axis),
+        f"filter_temporal: zero-phase Butterworth order {order} {what} over {dim!r} "
+        f"(fs {fs:.4g} Hz), temporal mean kept",
+    )
+
+
+# --------------------------------------------------------------------------- global signal
+
+
+def regress_global(
+    data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time"
+) -> xr.DataArray:
+    """Regress the global signal out of every voxel (optional, off by default).
+
+    The global signal ``g(t)`` is the mean over all non-time dims (within
+    ``mask`` if given). Each voxel's time course is regressed on ``g - mean(g)``
+    and the fitted part removed; the voxel's temporal mean is kept.
+
+    Trade-offs: global-signal regression removes fluctuations shared by the whole
+    field of view (physiological noise, gain changes, residual motion surges), but
+    also any true activity that is widespread, and it forces the residuals of all
+    voxels to be anti-correlated on average, which can create negative
+    "sources" that are not in the data (Murphy et al. 2009, NeuroImage 44:893).
+    Prefer it only when a global fluctuation is known to dominate; it is off in
+    :func:`clean` unless asked for.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Signal with a ``dim`` dimension, e.g. ``(time, z, y, x)``.
+    mask : xarray.DataArray of bool, optional
+        Voxels that define the global signal (e.g. :func:`fusi_nmf.qc.brain_mask`);
+        all voxels are still cleaned.
+    dim : str, default "time"
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, same dims, coords and attrs; ``attrs["history"]`` gains one line.
+    """
+    data = _check_dataarray(data, dim=dim)
+    x, axis = _as_time_matrix(data, dim)
+    if mask is not None:
+        keep = _mask_features(mask, data, dim)
+        if not keep.any():
+            raise ValueError("mask selects no voxel; the global signal would be empty.")
+        g = x[:, keep].mean(axis=1)
+        where = f"mean over {int(keep.sum())} masked voxels"
+    else:
+        g = x.mean(axis=1)
+        where = "mean over all voxels"
+    gc = g - g.mean()
+    norm = float(gc @ gc)
+    if norm > 0:
+        beta = (gc @ (x - x.mean(axis=0, keepdims=True))) / norm
+        x = x - np.outer(gc, beta)
+    return _rebuild(
+        data,
+        _from_time_matrix(x, data, axis),
+        f"regress_global: global signal ({where}) regressed out, temporal mean kept",
+    )
+
+
+def _mask_features(mask, data: xr.DataArray, dim: str) -> np.ndarray:
+    """Boolean mask over the flattened non-time features of ``data``."""
+    if not isinstance(mask, xr.DataArray):
+        raise TypeError("mask must be a boolean xarray.DataArray over the non-time dims.")
+    other = [d for d in data.dims if d != dim]
+    missing = [d for d in mask.dims if d not in other]
+    if missing:
+        raise ValueError(f"mask has dims {missing} that data lacks (data dims {tuple(data.dims)}).")
+    full = mask.astype(bool).broadcast_like(data.isel({dim: 0}, drop=True)).transpose(*other)
+    return np.asarray(full.values).reshape(-1)
+
+
+# --------------------------------------------------------------------------- spatial smoothing
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+SPATIAL_DIMS = ("z", "y", "x")
+
+
+def voxel_size(data: xr.DataArray, dim: str) -> float:
+    """Voxel size in mm along ``dim``: the coord's ``voxdim`` attr, else its spacing."""
+    if dim not in data.coords:
+        raise ValueError(
+            f"data has no {dim!r} coordinate; smoothing in mm needs voxel positions in mm."
+        )
+    coord = data[dim]
+    if "voxdim" in coord.attrs:
+        size = float(coord.attrs["voxdim"])
+    elif coord.size > 1:
+        steps = np.diff(np.asarray(coord.values, dtype=np.float64))
+        size = float(np.median(np.abs(steps)))
+    else:
+        raise ValueError(
+            f"cannot tell the voxel size along {dim!r}: one voxel and no 'voxdim' attr."
+        )
+    if not np.isfinite(size) or size <= 0:
+        raise ValueError(f"voxel size along {dim!r} is {size!r} mm; it must be positive.")
+    return size
+
+
+def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> xr.DataArray:
+    """Gaussian smoothing of every frame with a FWHM in millimetres.
+
+    Voxels are anisotropic (x 0.1, y 0.04832, z 0.4 mm), so the kernel width is
+    set per axis in voxel units: ``sigma = fwhm / (2 sqrt(2 ln 2)) / voxdim``.
+    Voxel sizes come from the coords' ``voxdim`` attr (else their spacing). An axis
+    with a single voxel (a single-slice recording's ``z``) is not smoothed. The
+    boundary mode is ``"reflect"``, so the spatial mean of each frame is preserved.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Signal with spatial dims among ``z, y, x`` (other dims, e.g. ``time`` or
+        ``sign``, are not smoothed).
+    fwhm_mm : float or mapping of dim -> float
+        Full width at half maximum in mm, the same for every spatial axis, or per
+        axis (e.g. ``{"x": 0.2, "y": 0.2, "z": 0}``). 0 means no smoothing.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, same dims, coords and attrs; ``attrs["history"]`` gains one line.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if not isinstance(data, xr.DataArray):
+        raise TypeError(f"data must be an xarray.DataArray, got {type(data).__name__}.")
+    spatial = [d for d in SPATIAL_DIMS if d in data.dims]
+    if not spatial:
+        raise ValueError(f"data has no spatial dim among {SPATIAL_DIMS} (dims {tuple(data.dims)}).")
+    if isinstance(fwhm_mm, Mapping):
+        unknown = [d for d in fwhm_mm if d not in spatial]
+        if unknown:
+            raise ValueError(f"fwhm_mm names dims {unknown} that are not spatial dims {spatial}.")
+        fwhm = {d: fwhm_mm.get(d, 0.0) for d in spatial}
+    else:
+        fwhm = dict.fromkeys(spatial, fwhm_mm)
+    for d, value in fwhm.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"fwhm_mm for {d!r} must be a number in mm, got {value!r}.") from None
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"fwhm_mm={value!r} for {d!r} is invalid; give a non-negative width in mm "
+                "(0 = no smoothing)."
+            )
+        fwhm[d] = value
+    _check_dataarray(data, dim=spatial[0])
+    sigma = [0.0] * data.ndim
+    parts = []
+    for d in spatial:
+        if fwhm[d] == 0 or data.sizes[d] == 1:
+            continue
+        s = fwhm[d] * FWHM_TO_SIGMA / voxel_size(data, d)
+        sigma[data.get_axis_num(d)] = s
+        parts.append(f"{d} {fwhm[d]:g} mm (sigma {s:.3g} vox)")
+    values = np.asarray(data.values, dtype=np.float64)
+    if any(sigma):
+        values = gaussian_filter(values, sigma=sigma, mode="reflect", truncate=4.0)
+    line = "smooth_spatial: Gaussian FWHM " + (", ".join(parts) if parts else "none (no-op)")
+    return _rebuild(data, values, line)
+
+
+# --------------------------------------------------------------------------- chain
+
+#: Defaults of :func:`clean`, chosen from ``benchmarks/measure_cleaning.py``.
+CLEAN_DEFAULTS: dict[str, object] = {
+    "detrend_order": 1,
+    "high_pass": None,
+    "low_pass": None,
+    "censor_fd": None,
+    "censor_dvars": None,
+    "censor_method": "interpolate",
+    "smooth_fwhm_mm": None,
+    "global_regression": False,
+}
+
+
+def clean(
+    data: xr.DataArray,
+    *,
+    detrend_order: int | None = CLEAN_DEFAULTS["detrend_order"],
+    high_pass: float | None = CLEAN_DEFAULTS["high_pass"],
+    low_pass: float | None = CLEAN_DEFAULTS["low_pass"],
+    censor_fd: float | None = CLEAN_DEFAULTS["censor_fd"],
+    censor_dvars: float | None = CLEAN_DEFAULTS["censor_dvars"],
+    censor_method: str = CLEAN_DEFAULTS["censor_method"],
+    smooth_fwhm_mm: float | Mapping[str, float] | None = CLEAN_DEFAULTS["smooth_fwhm_mm"],
+    global_regression: bool = CLEAN_DEFAULTS["global_regression"],
+    motion: xr.DataArray | None = None,
+    fd: xr.DataArray | None = None,
+    mask: xr.DataArray | None = None,
+    progress: bool | None = None,
+) -> xr.DataArray:
+    """Apply the cleaning chain before :func:`standardize`, in a fixed order.
+
+    Order (each step skipped when its parameter is ``None``/``False``/0):
+
+    1. **Frame censoring** - frames with framewise displacement above
+       ``censor_fd`` mm (from ``motion`` or ``fd``) or DVARS (computed on the
+       input) above ``censor_dvars`` robust z are replaced by linear
+       interpolation, so the brief power surges at motion events do not ring
+       through the temporal filter.
+    2. **Detrending** - polynomial of degree ``detrend_order``.
+    3. **Temporal filtering** - zero-phase Butterworth ``high_pass``/``low_pass`` (Hz).
+    4. **Global-signal regression** - only if ``global_regression`` (see
+       :func:`regress_global` for the trade-offs), over ``mask`` if given.
+    5. **Spatial smoothing** - Gaussian, ``smooth_fwhm_mm`` in mm.
+    6. If ``censor_method="drop"``, the censored frames are dropped last (the
+       temporal filter needs a regular grid, so they are interpolated first).
+
+    Every step keeps the temporal mean, so the result is still a Power Doppler
+    recording and goes straight into :func:`standardize`. The defaults
+    (:data:`CLEAN_DEFAULTS`) come from the recovery measurement in
+    ``benchmarks/measure_cleaning.py``.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Registered recording ``(time, z, y, x)``.
+    detrend_order, high_pass, low_pass, censor_fd, censor_dvars, censor_method,
+    smooth_fwhm_mm, global_regression
+        See the steps above and the functions they call.
+    motion : xarray.DataArray, optional
+        Registration parameters ``(time, parameter)``, for FD censoring.
+    fd : xarray.DataArray, optional
+        Precomputed framewise displacement ``(time,)`` in mm, instead of ``motion``.
+    mask : xarray.DataArray of bool, optional
+        Brain mask for DVARS and the global signal.
+    progress : bool, optional
+        Print one status line per step.
+
+    Returns
+    -------
+    xarray.DataArray
+        The cleaned recording, float32; ``attrs["history"]`` lists the steps.
+    """
+    from fusi_nmf import qc
+    from fusi_nmf._progress import status
+
+    data = _check_dataarray(data)
+    out = data
+    flags = None
+    if censor_fd is not None or censor_dvars is not None:
+        if censor_method not in qc.CENSOR_METHODS:
+            raise ValueError(
+                f"censor_method={censor_method!r} is not known; use one of {qc.CENSOR_METHODS}."
+            )
+        fd_series = None
+        if censor_fd is not None:
+            if motion is None and fd is None:
+                raise ValueError(
+                    "censor_fd needs the motion parameters (motion=) or a framewise "
+                    "displacement series (fd=)."
+                )
+            fd_series = qc.framewise_displacement(motion=motion, fd=fd)
+        dv = qc.dvars(data, mask=mask) if censor_dvars is not None else None
+        flags = qc.flag_frames(fd=fd_series, fd_mm=censor_fd, dvars=dv, dvars_z=censor_dvars)
+        out = qc.censor(out, flags, method="interpolate", progress=progress)
+    if detrend_order:
+        status(f"clean: detrend order {detrend_order}", progress)
+        out = detrend(out, order=detrend_order)
+    if high_pass is not None or low_pass is not None:
+        status(f"clean: filter high_pass={high_pass} low_pass={low_pass} Hz", progress)
+        out = filter_temporal(out, high_pass=high_pass, low_pass=low_pass)
+    if global_regression:
+        status("clean: global-signal regression", progress)
+        out = regress_global(out, mask=mask)
+    if smooth_fwhm_mm:
+        status(f"clean: spatial smoothing FWHM {smooth_fwhm_mm} mm", progress)
+        out = smooth_spatial(out, smooth_fwhm_mm)
+    if flags is not None and censor_method == "drop" and bool(flags.any()):
+        keep = np.flatnonzero(~np.asarray(flags.values))
+        attrs = append_history(
+            out.attrs, f"clean: dropped the {int(flags.sum())} censored frame(s)"
+        )
+        attrs["censor_method"] = "drop"
+        out = out.isel(time=keep)
+        out.attrs = attrs
+    return out
