@@ -346,9 +346,7 @@ default="frobenius"
                     f"timecourses must have dims ('time', 'component'); got {timecourses.dims}."
                 )
             tc_da = timecourses.transpose(TIME, COMPONENT)
-            time_coords = {
-                n: c for n, c in tc_da.coords.items() if c.dims == (TIME,) or n == TIME
-            }
+            time_coords = {n: c for n, c in tc_da.coords.items() if c.dims == (TIME,) or n == TIME}
             values = tc_da.values
         else:
             values = np.asarray(timecourses)
@@ -358,9 +356,7 @@ default="frobenius"
                 )
             time_coords = {TIME: np.arange(values.shape[0])}
         if values.shape[1] != k:
-            raise ValueError(
-                f"timecourses has {values.shape[1]} components but the model has {k}."
-            )
+            raise ValueError(f"timecourses has {values.shape[1]} components but the model has {k}.")
         dtype = self._maps_masked.dtype
         rec_masked = values.astype(dtype, copy=False) @ self._maps_masked
         if self.mask_.all():
@@ -380,14 +376,14 @@ default="frobenius"
         dims = tuple(d for d in X.dims if d != TIME)
         lay = self._layout
         if set(dims) != set(lay.dims):
-            raise ValueError(
-                f"X has non-time dims {dims} but the model was fitted on {lay.dims}."
-            )
+            raise ValueError(f"X has non-time dims {dims} but the model was fitted on {lay.dims}.")
         for d, n in zip(lay.dims, lay.shape, strict=True):
             if X.sizes[d] != n:
                 raise ValueError(f"X has {X.sizes[d]} elements along {d!r}; the model has {n}.")
-            if d in X.indexes and d in lay.coords and not _same_coord(
-                X[d].values, np.asarray(lay.coords[d])
+            if (
+                d in X.indexes
+                and d in lay.coords
+                and not _same_coord(X[d].values, np.asarray(lay.coords[d]))
             ):
                 raise ValueError(f"X's {d!r} coords differ from those the model was fitted on.")
 
@@ -489,9 +485,7 @@ def _flat_mask(
                 f"mask has {mask.sizes[d]} elements along {d!r} but X has {X.sizes[d]}; "
                 "build the mask on the same grid as X."
             )
-        if d in mask.indexes and d in X.indexes and not _same_coord(
-            mask[d].values, X[d].values
-        ):
+        if d in mask.indexes and d in X.indexes and not _same_coord(mask[d].values, X[d].values):
             raise ValueError(
                 f"mask's {d!r} coords differ from X's; build the mask on the same grid as X."
             )
@@ -538,9 +532,7 @@ def _feature_matrix(
 def _timecourses_dataarray(tc: np.ndarray, X: xr.DataArray, attrs: dict) -> xr.DataArray:
     coords = {n: c.variable for n, c in X.coords.items() if c.dims == (TIME,)}
     coords[COMPONENT] = np.arange(tc.shape[1])
-    return xr.DataArray(
-        tc, dims=(TIME, COMPONENT), coords=coords, name="timecourses", attrs=attrs
-    )
+    return xr.DataArray(tc, dims=(TIME, COMPONENT), coords=coords, name="timecourses", attrs=attrs)
 
 
 def _explained_variance(

@@ -1,0 +1,264 @@
+"""Comparing decompositions: component matching and planted-source recovery.
+
+* :func:`match_components` pairs the components of two decompositions one to
+  one (Hungarian algorithm on the Pearson correlation of the flattened
+  components), e.g. two runs, two modes, or two seeds.
+* :func:`source_recovery` scores estimated components against the ground truth
+  of a simulated recording (:func:`fusi_nmf.simulate.simulate_recording`).
+
+Correlations are Pearson correlations computed in float64 over every element
+of the flattened arrays; a constant array has correlation 0 with anything
+(never NaN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["correlation_matrix", "match_components", "source_recovery"]
+
+
+def correlation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation between the rows of ``a`` and the rows of ``b``.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (n_a, p)
+    b : numpy.ndarray, shape (n_b, p)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_a, n_b)
+        ``r[i, j] = corr(a[i], b[j])``; rows with zero variance give 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"a and b must be 2-D with the same number of columns; got {a.shape} and {b.shape}."
+        )
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = np.outer(na, nb)
+    num = a @ b.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _flatten(da: xr.DataArray, dim: str, other_dims: tuple[str, ...]) -> np.ndarray:
+    return np.asarray(da.transpose(dim, *other_dims).values).reshape(da.sizes[dim], -1)
+
+
+def _labels(da: xr.DataArray, dim: str) -> np.ndarray:
+    return da[dim].values if dim in da.coords else np.arange(da.sizes[dim])
+
+
+def match_components(
+    a: xr.DataArray,
+    b: xr.DataArray,
+    dim: str = "component",
+    dim_b: str | None = None,
+    absolute: bool = True,
+) -> pd.DataFrame:
+    """Match the components of ``a`` to those of ``b`` one to one.
+
+    Each component (a slice along ``dim``) is flattened over all other dims, the
+    Pearson correlation ``r[i, j]`` between component ``i`` of ``a`` and
+    component ``j`` of ``b`` is computed, and the assignment maximising the sum
+    of ``|r|`` (``absolute=True``) or of ``r`` is found with the Hungarian
+    algorithm (:func:`scipy.optimize.linear_sum_assignment`). With unequal
+    numbers of components, ``min(n_a, n_b)`` pairs are returned.
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray
+        Maps ``(component, z, y, x)`` (any extra dims, e.g. ``sign``) or time
+        courses ``(time, component)``. Apart from the component dim both must
+        have the same dims and sizes (values are compared position by position,
+        in ``a``'s dim order).
+    dim : str, default="component"
+        The component dim of ``a`` (and of ``b`` unless ``dim_b`` is given).
+    dim_b : str, optional
+        The component dim of ``b`` (e.g. ``"source"``).
+    absolute : bool, default=True
+        Match on ``|r|`` (sign-blind) instead of ``r``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair, sorted by the ``a`` component: columns ``a`` and ``b``
+        (coordinate labels of the paired components), ``r`` (signed
+        correlation) and ``abs_r``.
+
+    Raises
+    ------
+    ValueError
+        A component dim is missing or the other dims/sizes differ.
+    """
+    dim_b = dim if dim_b is None else dim_b
+    for name, da, d in (("a", a, dim), ("b", b, dim_b)):
+        if not isinstance(da, xr.DataArray):
+            raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}.")
+        if d not in da.dims:
+            raise ValueError(f"{name} has dims {da.dims} but no {d!r} dim to match along.")
+    other = tuple(d for d in a.dims if d != dim)
+    other_b = tuple(d for d in b.dims if d != dim_b)
+    if set(other) != set(other_b) or any(a.sizes[d] != b.sizes[d] for d in other):
+        raise ValueError(
+            f"a and b must have the same non-component dims and sizes; got "
+            f"{dict((d, a.sizes[d]) for d in other)} and {dict((d, b.sizes[d]) for d in other_b)}."
+        )
+    r = correlation_matrix(_flatten(a, dim, other), _flatten(b, dim_b, other))
+    rows, cols = linear_sum_assignment(np.abs(r) if absolute else r, maximize=True)
+    la, lb = _labels(a, dim), _labels(b, dim_b)
+    return pd.DataFrame(
+        {
+            "a": la[rows],
+            "b": lb[cols],
+            "r": r[rows, cols],
+            "abs_r": np.abs(r[rows, cols]),
+        }
+    )
+
+
+def _signed_maps(maps: xr.DataArray) -> xr.DataArray:
+    """``pos - neg`` when maps have a ``sign`` dim, else the maps themselves."""
+    if "sign" not in maps.dims:
+        return maps
+    signs = [str(s) for s in maps["sign"].values] if "sign" in maps.coords else []
+    if set(signs) != {"pos", "neg"}:
+        raise ValueError(
+            f"maps have a 'sign' dim with labels {signs}; expected ['pos', 'neg'] "
+            "as made by fusi_nmf.signal.split_sign."
+        )
+    return maps.sel(sign="pos") - maps.sel(sign="neg")
+
+
+def source_recovery(
+    timecourses: xr.DataArray,
+    maps: xr.DataArray,
+    truth: xr.Dataset,
+    match_on: str = "both",
+) -> pd.DataFrame:
+    """Score estimated components against the planted sources of a simulation.
+
+    What is computed:
+
+    1. Signed maps: ``maps.sel(sign="pos") - maps.sel(sign="neg")`` when
+       ``maps`` has a ``sign`` dim (a source below baseline is carried by the
+       ``neg`` channel and so has a negative signed map), else ``maps``.
+    2. ``r_tc[c, s]``: Pearson correlation over time between component time
+       course ``c`` and ``truth.source_timecourses`` of source ``s``
+       (frames compared by position; the lengths must agree).
+    3. ``r_map[c, s]``: Pearson correlation over all voxels between signed map
+       ``c`` and ``truth.source_maps`` of source ``s``.
+    4. One-to-one matching (Hungarian algorithm) of sources to components that
+       maximises the summed score ``(|r_tc| + |r_map|) / 2``
+       (``match_on="both"``), ``|r_tc|`` (``"timecourse"``) or ``|r_map|``
+       (``"map"``).
+
+    Parameters
+    ----------
+    timecourses : xarray.DataArray
+        ``(time, component)`` estimated time courses.
+    maps : xarray.DataArray
+        ``(component, [sign,] z, y, x)`` estimated maps.
+    truth : xarray.Dataset
+        Ground truth with ``source_timecourses`` ``(time, source)``,
+        ``source_maps`` ``(source, z, y, x)`` and, optionally, ``source_sign``
+        ``(source)`` (+1 above baseline, -1 below).
+    match_on : {"both", "timecourse", "map"}, default="both"
+        Score used for the matching.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source (index ``source``): ``component`` (matched
+        component label, -1 when there are fewer components than sources),
+        ``tc_r`` and ``map_r`` (signed correlations of the matched pair, NaN if
+        unmatched), ``tc_abs_r``, ``map_abs_r``, ``best_tc_abs_r`` and
+        ``best_map_abs_r`` (the best ``|r|`` over all components, matched or
+        not), ``source_sign`` and ``sign_consistent``: whether
+        ``sign(tc_r * map_r)`` equals ``source_sign`` (the sign with which the
+        source enters the data, assuming non-negative truth maps and time
+        courses; None without ``source_sign``).
+    """
+    if match_on not in ("both", "timecourse", "map"):
+        raise ValueError(f"match_on must be 'both', 'timecourse' or 'map', got {match_on!r}.")
+    for var in ("source_timecourses", "source_maps"):
+        if var not in truth:
+            raise ValueError(
+                f"truth has no {var!r} variable; pass the Dataset of "
+                "fusi_nmf.simulate.simulate_recording."
+            )
+    true_tc = truth["source_timecourses"]
+    true_maps = truth["source_maps"]
+    for name, da, dims in (
+        ("timecourses", timecourses, ("time", "component")),
+        ("maps", maps, ("component",)),
+    ):
+        missing = [d for d in dims if d not in da.dims]
+        if missing:
+            raise ValueError(f"{name} has dims {da.dims}; missing {missing}.")
+    if timecourses.sizes["time"] != true_tc.sizes["time"]:
+        raise ValueError(
+            f"timecourses has {timecourses.sizes['time']} frames but the truth has "
+            f"{true_tc.sizes['time']}; compare the same recording."
+        )
+    signed = _signed_maps(maps)
+    space = tuple(d for d in true_maps.dims if d != "source")
+    if set(d for d in signed.dims if d != "component") != set(space):
+        raise ValueError(
+            f"maps have spatial dims {tuple(d for d in signed.dims if d != 'component')} "
+            f"but the truth maps have {space}."
+        )
+    r_tc = correlation_matrix(
+        timecourses.transpose("component", "time").values,
+        true_tc.transpose("source", "time").values,
+    )
+    r_map = correlation_matrix(
+        _flatten(signed, "component", space), _flatten(true_maps, "source", space)
+    )
+    score = {
+        "both": (np.abs(r_tc) + np.abs(r_map)) / 2,
+        "timecourse": np.abs(r_tc),
+        "map": np.abs(r_map),
+    }[match_on]
+    comp_idx, src_idx = linear_sum_assignment(score, maximize=True)
+    n_src = r_tc.shape[1]
+    matched = np.full(n_src, -1)
+    matched[src_idx] = comp_idx
+    comp_labels = _labels(timecourses, "component")
+    src_labels = _labels(true_tc, "source")
+
+    rows = []
+    signs = truth["source_sign"].values if "source_sign" in truth else None
+    for s in range(n_src):
+        c = matched[s]
+        tc_r = float(r_tc[c, s]) if c >= 0 else np.nan
+        map_r = float(r_map[c, s]) if c >= 0 else np.nan
+        sgn = float(signs[s]) if signs is not None else np.nan
+        consistent = None
+        if signs is not None and c >= 0:
+            consistent = bool(np.sign(tc_r * map_r) == np.sign(sgn))
+        rows.append(
+            {
+                "source": src_labels[s],
+                "component": comp_labels[c] if c >= 0 else -1,
+                "tc_r": tc_r,
+                "map_r": map_r,
+                "tc_abs_r": abs(tc_r),
+                "map_abs_r": abs(map_r),
+                "best_tc_abs_r": float(np.abs(r_tc[:, s]).max()),
+                "best_map_abs_r": float(np.abs(r_map[:, s]).max()),
+                "source_sign": sgn,
+                "sign_consistent": consistent,
+            }
+        )
+    return pd.DataFrame(rows).set_index("source")
