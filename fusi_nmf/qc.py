@@ -82,16 +82,28 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
 
 
 def framewise_displacement(
-    motion: xr.DataArray | None = None, fd: xr.DataArray | None = None
+    motion: xr.DataArray | xr.Dataset | None = None, fd: xr.DataArray | None = None
 ) -> xr.DataArray:
     """Framewise displacement per frame, in mm.
 
-    Pass either ``motion`` (registration parameters ``(time, parameter)``;
-    computed by :func:`fusi_nmf.registration.framewise_displacement`) or a
-    precomputed ``fd`` DataArray ``(time,)``, which is validated and returned.
+    Pass either ``motion`` or a precomputed ``fd`` DataArray ``(time,)`` (validated
+    and returned). ``motion`` is the registration's parameters ``(time,
+    parameter)`` (FD computed by :func:`fusi_nmf.registration.framewise_displacement`)
+    or the motion Dataset returned by :func:`fusi_nmf.registration.register_volumewise`
+    (its ``framewise_displacement`` variable, else its ``parameters``).
     """
     if (motion is None) == (fd is None):
         raise ValueError("pass exactly one of motion= (parameters) or fd= (precomputed FD).")
+    if isinstance(motion, xr.Dataset):
+        if "framewise_displacement" in motion:
+            fd = motion["framewise_displacement"]
+        elif "parameters" in motion:
+            motion = motion["parameters"]
+        else:
+            raise ValueError(
+                "the motion Dataset has neither 'framewise_displacement' nor 'parameters' "
+                f"(variables: {list(motion.data_vars)})."
+            )
     if fd is not None:
         if not isinstance(fd, xr.DataArray) or fd.dims != ("time",):
             raise TypeError("fd must be an xarray.DataArray with the single dim 'time' (in mm).")
@@ -99,7 +111,7 @@ def framewise_displacement(
         return fd
     try:
         from fusi_nmf.registration import framewise_displacement as _fd
-    except ImportError as exc:  # registration not installed/built
+    except ImportError as exc:  # registration not available
         raise ImportError(
             "fusi_nmf.registration.framewise_displacement is not available; pass a "
             "precomputed fd= DataArray (time,) instead of motion=."

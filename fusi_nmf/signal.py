@@ -403,9 +403,12 @@ def filter_temporal(
             f"needs more than {padlen}. Lower the order or use detrend() instead."
         )
     mean = x.mean(axis=0, keepdims=True)
-    # Filter around the mean (no step at the padded edges), then put the mean back:
-    # a high-/band-pass would remove it, a low-pass passes it anyway.
-    out = sosfiltfilt(sos, x - mean, axis=0, padlen=padlen) + mean
+    # Filter around the mean (no step at the padded edges), then set each voxel's
+    # temporal mean back to the input's exactly (a high-/band-pass removes it).
+    # Mirror-pad the whole recording: far smaller edge transients than scipy's short
+    # odd extension for cut-offs near 1/duration (0.01 Hz on a few minutes).
+    out = sosfiltfilt(sos, x - mean, axis=0, padtype="even", padlen=x.shape[0] - 1)
+    out += mean - out.mean(axis=0, keepdims=True)
     return _rebuild(
         data,
         _from_time_matrix(out, data, axis),

@@ -139,3 +139,221 @@ def test_split_sign_bad_input():
     bad[0, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN/Inf"):
         split_sign(bad)
+
+
+# ----------------------------------------------------------------- detrend
+
+from fusi_nmf.signal import (  # noqa: E402
+    clean,
+    detrend,
+    filter_temporal,
+    regress_global,
+    smooth_spatial,
+)
+
+
+def test_detrend_removes_linear_trend_exactly_and_keeps_mean():
+    data = make_recording(n_time=60)
+    base = data.values.astype(np.float64)
+    t = data["time"].values[:, None, None, None]
+    slopes = np.linspace(-50, 50, base[0].size).reshape(base.shape[1:])
+    trended = data.copy(data=(base + slopes * (t - t.mean())).astype(np.float32))
+    out = detrend(trended, order=1)
+    assert out.dims == data.dims and out.dtype == np.float32
+    assert out.attrs["source_file"] == "sim.nii.gz"
+    assert "detrend: polynomial order 1" in out.attrs["history"]
+    # the added trend is gone: result equals detrending the original signal
+    np.testing.assert_allclose(out.values, detrend(data, order=1).values, atol=2e-2)
+    # the mean is kept and no linear component remains
+    np.testing.assert_allclose(out.mean("time"), trended.mean("time"), rtol=1e-5)
+    tc = (t - t.mean()).ravel()
+    resid = out.values.reshape(60, -1).astype(np.float64)
+    slope_left = tc @ (resid - resid.mean(0)) / (tc @ tc)
+    np.testing.assert_allclose(slope_left, 0, atol=1e-3)
+
+
+def test_detrend_pure_polynomial_becomes_constant():
+    data = make_recording(n_time=50)
+    t = data["time"].values
+    poly = 500 + 3 * (t - 20) ** 2 - 40 * (t - 20)
+    signal = data.copy(data=np.broadcast_to(poly[:, None, None, None], data.shape).astype("f4"))
+    out = detrend(signal, order=2)
+    np.testing.assert_allclose(out.values, poly.mean(), rtol=1e-5)
+    # order 1 leaves the curvature
+    assert float(detrend(signal, order=1).std("time").max()) > 1
+
+
+def test_detrend_bad_order():
+    with pytest.raises(ValueError, match="non-negative integer"):
+        detrend(make_recording(), order=-1)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        detrend(make_recording(), order=1.5)
+    with pytest.raises(ValueError, match="lower order"):
+        detrend(make_recording(n_time=3), order=3)
+
+
+# ----------------------------------------------------------------- filter_temporal
+
+
+def _sinusoids(freqs, n_time=600, dt=0.3):
+    data = make_recording(n_time=n_time, ny=2, nx=2, dt=dt)
+    t = data["time"].values
+    values = np.zeros(data.shape)
+    for f in freqs:
+        values += np.sin(2 * np.pi * f * t)[:, None, None, None]
+    return data.copy(data=(1000 + 100 * values).astype(np.float32))
+
+
+def _centred(data):
+    return (data - data.mean("time")).values
+
+
+def test_high_pass_removes_slow_sinusoid_and_keeps_fast_one():
+    slow, fast = 0.005, 0.2  # Hz; fs = 3.33 Hz, cut-off 0.03 Hz
+    both = _sinusoids([slow, fast])
+    only_fast = _sinusoids([fast])
+    out = filter_temporal(both, high_pass=0.03)
+    assert out.dims == both.dims and out.dtype == np.float32
+    assert "high-pass 0.03 Hz" in out.attrs["history"]
+    inner = slice(75, -75)  # away from the edges
+    # the temporal mean of the input is kept (it includes part of the slow cycle)
+    np.testing.assert_allclose(out.mean("time"), both.mean("time"), rtol=1e-4)
+    np.testing.assert_allclose(_centred(out)[inner], _centred(only_fast)[inner], atol=3)
+
+
+def test_low_pass_and_band_pass():
+    both = _sinusoids([0.02, 1.2])
+    low = filter_temporal(both, low_pass=0.3)
+    inner = slice(75, -75)
+    np.testing.assert_allclose(low.values[inner], _sinusoids([0.02]).values[inner], atol=3)
+    band = filter_temporal(_sinusoids([0.002, 0.2, 1.4]), high_pass=0.03, low_pass=0.5)
+    np.testing.assert_allclose(_centred(band)[inner], _centred(_sinusoids([0.2]))[inner], atol=4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"high_pass": 2.0}, "outside \\(0, Nyquist\\)"),
+        ({"low_pass": 1 / 0.6}, "outside \\(0, Nyquist\\)"),
+        ({"high_pass": 0.0}, "outside"),
+        ({"high_pass": -0.1}, "outside"),
+        ({}, "needs high_pass and/or low_pass"),
+        ({"high_pass": 0.5, "low_pass": 0.1}, "must be below low_pass"),
+        ({"high_pass": 0.1, "order": 0}, "positive integer"),
+    ],
+)
+def test_filter_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        filter_temporal(_sinusoids([0.1], n_time=100), **kwargs)
+
+
+def test_filter_needs_regular_time():
+    data = _sinusoids([0.1], n_time=100).isel(time=[*range(40), *range(45, 100)])
+    with pytest.raises(ValueError, match="not regularly sampled"):
+        filter_temporal(data, high_pass=0.05)
+    with pytest.raises(ValueError, match="needs more than"):
+        filter_temporal(_sinusoids([0.1], n_time=20), high_pass=0.05, order=8)
+
+
+# ----------------------------------------------------------------- regress_global
+
+
+def test_regress_global_removes_shared_fluctuation():
+    data = make_recording(n_time=80, ny=8, nx=8, seed=3)
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal(80)
+    gains = rng.uniform(20, 80, size=data.shape[1:])
+    mixed = data.copy(data=(data.values + g[:, None, None, None] * gains).astype(np.float32))
+    out = regress_global(mixed)
+    gm = out.mean(["z", "y", "x"]).values
+    # the global mean of the result no longer follows g, and each voxel's mean is kept
+    assert abs(np.corrcoef(gm, g)[0, 1]) < 0.05
+    np.testing.assert_allclose(out.mean("time"), mixed.mean("time"), rtol=1e-4)
+    assert "regress_global" in out.attrs["history"]
+
+
+# ----------------------------------------------------------------- smooth_spatial
+
+
+def _point_source(ny=61, nx=41, nz=1):
+    data = make_recording(n_time=3, nz=nz, ny=ny, nx=nx)
+    values = np.zeros(data.shape, dtype=np.float32)
+    values[:, nz // 2, ny // 2, nx // 2] = 1000.0
+    return data.copy(data=values)
+
+
+def _fwhm_mm(profile, step):
+    """FWHM (mm) of a 1-D profile by linear interpolation at half maximum."""
+    p = profile / profile.max()
+    above = np.flatnonzero(p >= 0.5)
+    lo, hi = above[0], above[-1]
+    left = lo - 1 + (0.5 - p[lo - 1]) / (p[lo] - p[lo - 1])
+    right = hi + (p[hi] - 0.5) / (p[hi] - p[hi + 1])
+    return (right - left) * step
+
+
+def test_smooth_spatial_fwhm_in_mm_on_anisotropic_voxels():
+    data = _point_source()
+    out = smooth_spatial(data, fwhm_mm=0.5)
+    frame = out.isel(time=0, z=0).values.astype(np.float64)
+    # 0.5 mm is 10.3 voxels along y (0.04832 mm) and 5 voxels along x (0.1 mm)
+    assert _fwhm_mm(frame[:, 20], 0.04832) == pytest.approx(0.5, rel=0.03)
+    assert _fwhm_mm(frame[30, :], 0.1) == pytest.approx(0.5, rel=0.05)
+    # the mean (total) is preserved, dims/coords/attrs kept
+    np.testing.assert_allclose(out.sum(["y", "x"]), data.sum(["y", "x"]), rtol=1e-4)
+    assert out.dims == data.dims and out.attrs["source_file"] == "sim.nii.gz"
+    assert "smooth_spatial: Gaussian FWHM" in out.attrs["history"]
+
+
+def test_smooth_spatial_preserves_mean_of_real_like_frames_and_not_across_single_z():
+    data = make_recording(n_time=4, nz=1, ny=20, nx=15)
+    out = smooth_spatial(data, fwhm_mm=0.3)
+    np.testing.assert_allclose(out.mean(["z", "y", "x"]), data.mean(["z", "y", "x"]), rtol=1e-5)
+    assert float(out.std()) < float(data.std())
+    # with 3 slices 0.4 mm apart a z-FWHM of 0.4 mm spreads signal across slices,
+    # a z-FWHM of 0 does not
+    src = _point_source(ny=21, nx=21, nz=3)
+    assert float(smooth_spatial(src, {"z": 0.4}).isel(time=0, z=0).max()) > 0
+    assert float(smooth_spatial(src, {"y": 0.2, "x": 0.2}).isel(time=0, z=0).max()) == 0
+
+
+def test_smooth_spatial_bad_parameters():
+    data = make_recording(n_time=3)
+    with pytest.raises(ValueError, match="non-negative width"):
+        smooth_spatial(data, fwhm_mm=-0.1)
+    with pytest.raises(ValueError, match="not spatial dims"):
+        smooth_spatial(data, fwhm_mm={"time": 1.0})
+    with pytest.raises(TypeError, match="number in mm"):
+        smooth_spatial(data, fwhm_mm="wide")
+    out = smooth_spatial(data, fwhm_mm=0)
+    np.testing.assert_array_equal(out.values, data.values)
+
+
+# ----------------------------------------------------------------- clean
+
+
+def test_clean_applies_steps_in_order_with_history():
+    data = _sinusoids([0.002, 0.2], n_time=200)
+    out = clean(data, detrend_order=1, high_pass=0.01, smooth_fwhm_mm=0.2, progress=False)
+    lines = out.attrs["history"].splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["detrend", "filter_temporal", "smooth_spatial"]
+    assert out.dims == data.dims and out.sizes == data.sizes
+    np.testing.assert_allclose(out.mean("time"), data.mean("time"), rtol=1e-4)
+
+
+def test_clean_censor_fd_drop_and_interpolate():
+    data = _sinusoids([0.2], n_time=120)
+    fd = xr.DataArray(np.full(120, 0.01), dims="time", coords={"time": data["time"]})
+    fd[[30, 31, 90]] = 0.5
+    dropped = clean(data, censor_fd=0.1, censor_method="drop", fd=fd, progress=False)
+    assert dropped.sizes["time"] == 117
+    np.testing.assert_array_equal(
+        dropped["time"].values, np.delete(data["time"].values, [30, 31, 90])
+    )
+    assert dropped.attrs["censored_frames"] == 3
+    interp = clean(data, censor_fd=0.1, fd=fd, progress=False)
+    assert interp.sizes["time"] == 120 and interp.attrs["censor_method"] == "interpolate"
+    with pytest.raises(ValueError, match="motion="):
+        clean(data, censor_fd=0.1, progress=False)
+    with pytest.raises(ValueError, match="censor_method"):
+        clean(data, censor_fd=0.1, fd=fd, censor_method="zap", progress=False)
