@@ -261,8 +261,11 @@ def _axis_coords(affine: np.ndarray, shape_xyz: tuple[int, int, int]) -> dict[st
     """
     lin = affine[:3, :3]
     voxdim = np.sqrt((lin**2).sum(axis=0))
-    aligned = np.allclose(lin, np.diag(np.diag(lin)), rtol=0, atol=1e-9 * max(voxdim.max(), 1))
-    aligned = aligned and bool(np.all(np.diag(lin) > 0))
+    if np.allclose(lin, np.diag(np.diag(lin)), rtol=0, atol=1e-9 * max(voxdim.max(), 1)):
+        voxdim = np.abs(np.diag(lin))  # exact, no sqrt(x**2) rounding
+        aligned = bool(np.all(np.diag(lin) > 0))
+    else:
+        aligned = False
     out = {}
     for a, dim in enumerate(("x", "y", "z")):
         if aligned:
@@ -301,6 +304,11 @@ def _spatial_coords(
             saved = np.asarray(saved, dtype=np.float64)
             if np.allclose(saved, values, rtol=1e-6, atol=1e-6 * max(voxdim, 1e-12)):
                 values = saved
+                saved_voxdim = stored[dim].get("attrs", {}).get("voxdim")
+                if isinstance(saved_voxdim, float) and math.isclose(
+                    saved_voxdim, voxdim, rel_tol=1e-6
+                ):
+                    voxdim = saved_voxdim
         coords[dim] = xr.Variable(dim, values, attrs={"units": "mm", "voxdim": voxdim})
     return coords
 
@@ -508,6 +516,12 @@ def load_recording(
             f"{path} is a {len(shape)}-D image {tuple(img.shape)}; load_recording needs "
             "4-D (x, y, z, time). For maps with extra dims use fusi_nmf.io.load_nifti."
         )
+    saved_dims = (_read_extension(img) or {}).get("dims")
+    if saved_dims and "time" not in saved_dims:
+        raise ValueError(
+            f"{path} holds a map with dims {tuple(saved_dims)}, not a (time, z, y, x) "
+            "recording; read it with fusi_nmf.io.load_nifti."
+        )
     meta, json_path = _load_sidecar(path, sidecar)
     where = str(json_path) if json_path is not None else f"sidecar of {path}"
     time = _time_coord(img, meta, shape[3], path, where)
@@ -710,6 +724,12 @@ def _affine_from_coords(data: xr.DataArray) -> np.ndarray:
                     "resample onto a regular grid or pass affine=."
                 )
             origin = float(values[0])
+            # mean(diff) carries rounding noise (0.1 -> 0.10000000000000002): prefer the
+            # voxdim attr, else the step rounded to 12 significant digits
+            if isinstance(voxdim, int | float) and math.isclose(voxdim, step, rel_tol=1e-6):
+                step = float(voxdim)
+            else:
+                step = float(f"{step:.12g}")
         else:
             step = float(voxdim) if voxdim else 1.0
             origin = float(values[0])
@@ -778,6 +798,8 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
     dtype = data.dtype
     if dtype.kind == "b":
         file_dtype = np.dtype(np.uint8)
+    elif dtype.kind == "f" and dtype.itemsize < 4:
+        file_dtype = np.dtype(np.float32)  # NIfTI-1 has no float16; dtype restored on load
     elif dtype.kind in "fiu" and dtype.itemsize <= 8:
         file_dtype = dtype
     else:
@@ -790,7 +812,7 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
         values = values.astype(file_dtype)
     arr = values.T
 
-    img = nib.Nifti1Image(arr, aff)
+    img = nib.Nifti1Image(arr, aff, dtype=file_dtype)
     hdr = img.header
     hdr.set_data_dtype(file_dtype)
     img.set_sform(aff, code=1)
@@ -833,9 +855,37 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
     return path
 
 
+def _regular_step(time: np.ndarray, tr_attr: Any) -> float | None:
+    """The frame period that rebuilds ``time`` as ``time[0] + i * TR``, or None if irregular.
+
+    Candidates: the recording's ``repetition_time`` attr, the median step rounded to
+    12 significant digits, the median step. The first that rebuilds the coord
+    bit-for-bit wins (exact round trip); else the first within 1e-6 TR.
+    """
+    step = _time_step(time)
+    candidates = [float(f"{step:.12g}"), step]
+    try:
+        if tr_attr is not None and float(tr_attr) > 0:
+            candidates.insert(0, float(tr_attr))
+    except (TypeError, ValueError):
+        pass
+    index = np.arange(time.size, dtype=np.float64)
+    for exact in (True, False):
+        for tr in candidates:
+            rebuilt = time[0] + index * tr
+            if exact and np.array_equal(rebuilt, time):
+                return tr
+            if not exact and np.allclose(rebuilt, time, rtol=0, atol=1e-6 * tr):
+                return tr
+    return None
+
+
 def _sidecar_from_attrs(data: xr.DataArray) -> dict:
     attrs = data.attrs
-    known = {to_snake_case(k): k for k in attrs.get("bids_sidecar_keys", []) or []}
+    known = {}
+    for key in attrs.get("bids_sidecar_keys", []) or []:
+        known[to_snake_case(str(key))] = str(key)
+        known[f"sidecar_{to_snake_case(str(key))}"] = str(key)  # renamed on load (clash)
     timing_snake = {to_snake_case(k) for k in _TIMING_KEYS}
     out: dict[str, Any] = {}
     body = {k: v for k, v in attrs.items() if k not in _INTERNAL_ATTRS and k not in timing_snake}
@@ -844,12 +894,8 @@ def _sidecar_from_attrs(data: xr.DataArray) -> dict:
 
     # Timing always from the time coord (it is the truth after slicing).
     time = np.asarray(data["time"].values, dtype=np.float64)
-    tr_attr = attrs.get("repetition_time")
-    step = _time_step(time)
-    tr = float(tr_attr) if tr_attr is not None else step
-    regular = time.size > 0 and np.allclose(
-        time, time[0] + np.arange(time.size) * tr, rtol=0, atol=1e-6 * tr
-    )
+    tr = _regular_step(time, attrs.get("repetition_time"))
+    regular = tr is not None
     if "volume_timing" in attrs or not regular:
         out["VolumeTiming"] = [float(t) for t in time]
     else:
