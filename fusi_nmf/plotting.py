@@ -34,7 +34,9 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "metadata_table",
+    "motion_error_table",
     "plot_before_after",
+    "plot_component_match",
     "plot_components",
     "plot_distributions",
     "plot_error_curve",
@@ -1190,3 +1192,115 @@ def plot_recovery(
     if title:
         ax.set_title(title)
     return fig
+
+
+def _signed(maps: xr.DataArray) -> xr.DataArray:
+    """``pos - neg`` for maps with a ``sign`` dim (the signed loading), else the maps."""
+    if "sign" in maps.dims:
+        return maps.sel(sign="pos") - maps.sel(sign="neg")
+    return maps
+
+
+@_styled
+def plot_component_match(
+    a: xr.DataArray,
+    b: xr.DataArray,
+    *,
+    labels: tuple[str, str] = ("temporal", "spatial"),
+    title: str | None = None,
+) -> Figure:
+    """Correlation of every map of ``a`` with every map of ``b``, columns in matched order.
+
+    Maps with a ``sign`` dim are compared as signed maps ``pos - neg``. Columns (the
+    components of ``b``) are reordered so that the one-to-one match found by
+    :func:`fusi_nmf.metrics.match_components` lies on the diagonal: a bright diagonal
+    means the two decompositions found the same components.
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray
+        Maps ``(component, [sign,] z, y, x)`` of two decompositions of the same data.
+    labels : (str, str)
+        Names of ``a`` and ``b`` for the axis labels.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from fusi_nmf.metrics import correlation_matrix, match_components
+
+    sa, sb = _signed(_require_dataarray(a, "a")), _signed(_require_dataarray(b, "b"))
+    if "component" not in sa.dims or "component" not in sb.dims:
+        raise ValueError(f"a and b need a 'component' dim, got {sa.dims} and {sb.dims}.")
+    other = [d for d in sa.dims if d != "component"]
+    pairs = match_components(sa, sb)
+    rest = [c for c in sb["component"].values if c not in set(pairs["b"])]
+    order_b = [*pairs["b"], *rest]
+    rows_a = [*pairs["a"], *[c for c in sa["component"].values if c not in set(pairs["a"])]]
+    fa = sa.sel(component=rows_a).transpose("component", *other).values.reshape(len(rows_a), -1)
+    fb = sb.sel(component=order_b).transpose("component", *other).values.reshape(len(order_b), -1)
+    r = correlation_matrix(fa, fb)
+    frame = pd.DataFrame(r, index=[str(c) for c in rows_a], columns=[str(c) for c in order_b])
+    return plot_similarity(
+        frame,
+        row_label=f"{labels[0]} component",
+        col_label=f"{labels[1]} component (matched order)",
+        title=title,
+    )
+
+
+def motion_error_table(
+    estimated: xr.Dataset | xr.DataArray, truth: xr.Dataset | xr.DataArray
+) -> pd.DataFrame:
+    """Per-parameter error of estimated motion against the ground truth.
+
+    The registration measures motion relative to its reference image while the
+    simulator's truth is relative to the undisplaced brain; the two differ by the
+    (constant) position of the reference. ``rmse_offset_removed`` subtracts that
+    constant (the mean difference) before the root mean square, and is the number that
+    says how well the motion *trace* was recovered.
+
+    Parameters
+    ----------
+    estimated : xarray.Dataset or xarray.DataArray
+        ``Workspace.motion()`` or its ``parameters`` ``(time, parameter)``.
+    truth : xarray.Dataset or xarray.DataArray
+        Ground truth ``(time, parameter)`` (``Workspace.ground_truth()["motion"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``parameter``; columns ``units``, ``true_range`` (max - min of the truth),
+        ``rmse``, ``rmse_offset_removed``, ``max_abs_error`` (offset removed) and ``r``
+        (Pearson correlation over time).
+    """
+    est = _motion_parameters(estimated, "estimated")[0]
+    ref = _motion_parameters(truth, "truth")[0]
+    if est.sizes["time"] != ref.sizes["time"]:
+        raise ValueError(
+            f"estimated motion has {est.sizes['time']} frames but the truth has "
+            f"{ref.sizes['time']}; compare the same recording."
+        )
+    rows = []
+    for p in [str(v) for v in est["parameter"].values]:
+        if p not in [str(v) for v in ref["parameter"].values]:
+            continue
+        e = np.asarray(est.sel(parameter=p).values, dtype=float)
+        t = np.asarray(ref.sel(parameter=p).values, dtype=float)
+        diff = e - t
+        centred = diff - diff.mean()
+        r = float(np.corrcoef(e, t)[0, 1]) if e.std() > 0 and t.std() > 0 else 0.0
+        rows.append({
+            "parameter": p,
+            "units": "deg" if p.startswith("r") else "mm",
+            "true_range": float(t.max() - t.min()),
+            "rmse": float(np.sqrt(np.mean(diff**2))),
+            "rmse_offset_removed": float(np.sqrt(np.mean(centred**2))),
+            "max_abs_error": float(np.abs(centred).max()),
+            "r": r,
+        })
+    if not rows:
+        raise ValueError("estimated and truth share no motion parameter names.")
+    return pd.DataFrame(rows).set_index("parameter")
