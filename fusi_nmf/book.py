@@ -1,0 +1,689 @@
+"""Build the Jupyter Book: execute the notebooks with papermill, then render HTML.
+
+``python -m fusi_nmf book`` (or :func:`build_book`) does two things:
+
+1. Executes every source notebook ``notebooks/NAME.ipynb`` listed in ``_toc.yml``
+   (chapters ``book/NAME``) with papermill into ``book/NAME.ipynb``, in table-of-contents
+   order, passing only the parameters each notebook declares in its ``parameters`` cell
+   and one absolute ``work_dir`` shared by the whole chain (stages are cached there, so
+   later notebooks reuse what earlier ones computed). One line per notebook reports its
+   wall time. A notebook is executed into a temporary file and renamed into place only if
+   it succeeded: a failure leaves the previous good copy untouched.
+2. Runs ``jupyter-book build <root> --builder html -W -n --keep-going --all`` (Jupyter
+   Book 1.x; ``_config.yml`` switches its own execution off), which writes
+   ``_build/html/index.html``.
+
+This module is also a tiny Sphinx extension (listed in ``_config.yml``): it points the
+Binder launch button at the committed source notebook instead of the executed copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from papermill.exceptions import PapermillExecutionError
+
+from fusi_nmf._atomic import atomic_path
+
+__all__ = [
+    "BookBuildError",
+    "BookResult",
+    "NotebookExecutionError",
+    "NotebookRun",
+    "add_parser",
+    "build_book",
+    "build_html",
+    "execute_notebook",
+    "find_root",
+    "notebook_parameters",
+    "toc_chapters",
+]
+
+#: Kernel the notebooks run in (``make venv`` installs the venv's kernelspec under this name).
+KERNEL_NAME = "python3"
+#: Tag papermill puts on the cell it injects; the book hides that cell's input.
+INJECTED_TAG = "injected-parameters"
+HIDE_TAG = "hide-input"
+
+
+class NotebookExecutionError(PapermillExecutionError):
+    """A notebook raised while papermill executed it.
+
+    Same fields as :class:`papermill.exceptions.PapermillExecutionError`, plus the
+    ``notebook`` that failed and ``failed_copy``, the executed notebook (with the
+    traceback in its outputs) kept for inspection.
+    """
+
+    def __init__(
+        self,
+        notebook: Path,
+        error: PapermillExecutionError,
+        failed_copy: Path | None = None,
+    ) -> None:
+        super().__init__(
+            error.cell_index,
+            error.exec_count,
+            error.source,
+            error.ename,
+            error.evalue,
+            error.traceback,
+        )
+        self.notebook = Path(notebook)
+        self.failed_copy = failed_copy
+
+    def __str__(self) -> str:
+        source = (self.source or "").strip().splitlines()
+        first = source[0] if source else ""
+        where = f"cell {self.cell_index} (In [{self.exec_count}]: {first!r})"
+        lines = [
+            f"notebook {self.notebook.name} failed in {where}: {self.ename}: {self.evalue}",
+        ]
+        if self.failed_copy is not None:
+            lines.append(f"the executed notebook with the full traceback: {self.failed_copy}")
+        lines.append("the previous executed copy in book/ (if any) was left untouched.")
+        return "\n".join(lines)
+
+
+class BookBuildError(RuntimeError):
+    """``jupyter-book build`` failed or emitted warnings (the build runs with ``-W``)."""
+
+
+@dataclass
+class NotebookRun:
+    """One executed notebook: where from, where to, with what, how long."""
+
+    name: str
+    source: Path
+    output: Path
+    parameters: dict[str, Any]
+    seconds: float
+
+
+@dataclass
+class BookResult:
+    """What :func:`build_book` did."""
+
+    root: Path
+    work_dir: Path
+    runs: list[NotebookRun] = field(default_factory=list)
+    execute_seconds: float = 0.0
+    html_index: Path | None = None
+    build_seconds: float = 0.0
+    build_log: str = ""
+
+    @property
+    def notebook_seconds(self) -> dict[str, float]:
+        """Wall time per executed notebook, in table-of-contents order."""
+        return {run.name: run.seconds for run in self.runs}
+
+
+# --------------------------------------------------------------------------- toc / params
+def find_root(root: str | os.PathLike | None = None) -> Path:
+    """Return the book's root folder (the one holding ``_toc.yml`` and ``_config.yml``).
+
+    ``root`` if given, else the current directory if it holds ``_toc.yml``, else the
+    repository this package is installed from (editable installs).
+    """
+    if root is not None:
+        candidates = [Path(root)]
+    else:
+        candidates = [Path.cwd(), Path(__file__).resolve().parents[1]]
+    for candidate in candidates:
+        if (candidate / "_toc.yml").is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"no _toc.yml in {tried}: run from the repository root or pass --root DIR "
+        "(the folder with _config.yml, _toc.yml and notebooks/)."
+    )
+
+
+def toc_chapters(root: str | os.PathLike) -> list[str]:
+    """Return the ``file:`` entries of ``root/_toc.yml`` in reading order (root page excluded).
+
+    Parts, chapters and nested sections are flattened; entries are paths relative to
+    ``root`` without suffix, e.g. ``"book/01_data"``.
+    """
+    import yaml
+
+    toc_path = Path(root) / "_toc.yml"
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8")) or {}
+    if not isinstance(toc, dict):
+        raise ValueError(f"{toc_path}: expected a mapping (jb-book format), got {type(toc)}")
+    files: list[str] = []
+
+    def walk(entries: Any) -> None:
+        for entry in entries or []:
+            if not isinstance(entry, dict):
+                continue
+            if "file" in entry:
+                files.append(str(Path(entry["file"]).with_suffix("")))
+            for key in ("parts", "chapters", "sections"):
+                walk(entry.get(key))
+
+    walk([{k: v for k, v in toc.items() if k in ("parts", "chapters", "sections")}])
+    return files
+
+
+def _chapter_notebooks(root: Path, notebooks_dir: Path) -> list[tuple[str, Path, Path]]:
+    """``(name, source, output)`` for every toc chapter backed by an executed notebook.
+
+    A chapter ``book/NAME`` is backed by ``notebooks_dir/NAME.ipynb``; chapters elsewhere
+    (plain Markdown pages) are not notebooks and are skipped.
+    """
+    chapters = []
+    for entry in toc_chapters(root):
+        rel = Path(entry)
+        if rel.parts[0] != "book":
+            continue
+        source = notebooks_dir / f"{rel.name}.ipynb"
+        chapters.append((rel.name, source, root / rel.with_suffix(".ipynb")))
+    return chapters
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Parameters a notebook declares: name -> ``{inferred_type_name, default, help}``.
+
+    Thin wrapper around :func:`papermill.inspect_notebook` with a clear error if the
+    notebook is missing.
+    """
+    import papermill
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {path} does not exist")
+    return papermill.inspect_notebook(str(path))
+
+
+def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
+    """Convert a command-line string to the type the notebook declares for ``name``."""
+    if not isinstance(value, str):
+        return value
+    type_name = (declared or {}).get("inferred_type_name", "None")
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "bool":
+            lowered = value.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+    except ValueError:
+        raise ValueError(
+            f"parameter {name}={value!r}: the notebooks declare it as {type_name}; "
+            f"pass a value of that type"
+        ) from None
+    return value
+
+
+# --------------------------------------------------------------------------- execution
+@contextlib.contextmanager
+def _kernel_environment() -> Iterator[None]:
+    """Environment the kernels inherit while notebooks execute.
+
+    Progress bars off (they would only clutter stderr, which the book drops anyway), and
+    no ``MPLBACKEND``: a non-inline backend such as ``Agg`` would make the notebooks'
+    figures disappear from the book.
+    """
+    saved = {key: os.environ.get(key) for key in ("FUSI_NMF_PROGRESS", "MPLBACKEND")}
+    os.environ["FUSI_NMF_PROGRESS"] = "0"
+    os.environ.pop("MPLBACKEND", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _hide_injected_input(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``hide-input`` (readers can unfold it)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            cell["metadata"]["tags"] = [*tags, HIDE_TAG]
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
+
+
+def execute_notebook(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    *,
+    kernel_name: str = KERNEL_NAME,
+    cwd: str | os.PathLike | None = None,
+    failed_dir: str | os.PathLike | None = None,
+) -> float:
+    """Execute ``source`` with papermill into ``output``; return the wall time in seconds.
+
+    The notebook runs into a temporary file beside ``output`` which replaces ``output``
+    only on success. The injected-parameters cell is tagged ``hide-input``.
+
+    Parameters
+    ----------
+    source, output : path
+        Source notebook and executed copy.
+    parameters : dict, optional
+        Passed to papermill as is (only names the notebook declares make sense).
+    kernel_name : str
+        Jupyter kernel to run in.
+    cwd : path, optional
+        Working directory of the kernel; default: the source notebook's folder, as when
+        a reader opens the notebook in Jupyter.
+    failed_dir : path, optional
+        Where to keep the executed notebook of a failed run (with the traceback).
+
+    Raises
+    ------
+    NotebookExecutionError
+        A cell raised; the message names the notebook and the cell.
+    """
+    import papermill
+
+    source, output = Path(source), Path(output)
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook {source} does not exist")
+    cwd = Path(cwd) if cwd is not None else source.parent
+    start = time.perf_counter()
+    with atomic_path(output) as tmp:
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(tmp),
+                parameters=dict(parameters or {}),
+                kernel_name=kernel_name,
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=False,
+                # ipykernel >= 7 logs a TCP-transport notice at start-up on the parent's
+                # stderr, once per notebook; only real kernel errors are worth showing.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+        except PapermillExecutionError as exc:
+            failed_copy = None
+            if failed_dir is not None and tmp.exists():
+                failed_copy = Path(failed_dir) / output.name
+                failed_copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tmp, failed_copy)
+            raise NotebookExecutionError(source, exc, failed_copy) from exc
+        _hide_injected_input(tmp)
+        tmp.chmod(0o644)  # mkstemp makes it private; an executed notebook is a normal file
+    return time.perf_counter() - start
+
+
+def _select(
+    chapters: list[tuple[str, Path, Path]], selection: Sequence[str] | None
+) -> list[tuple[str, Path, Path]]:
+    """Keep the chapters whose name equals, or starts with, one of ``selection``."""
+    if not selection:
+        return chapters
+    chosen = []
+    for name, source, output in chapters:
+        for wanted in selection:
+            wanted = Path(str(wanted)).name.removesuffix(".ipynb")
+            if name == wanted or name.startswith(f"{wanted}_") or name.startswith(wanted):
+                chosen.append((name, source, output))
+                break
+    known = [name for name, _, _ in chapters]
+    for wanted in selection:
+        stem = Path(str(wanted)).name.removesuffix(".ipynb")
+        if not any(name.startswith(stem) for name in known):
+            raise ValueError(
+                f"--notebooks {wanted!r} matches no chapter of _toc.yml; "
+                f"choose from {', '.join(known)} (a number prefix such as 03 is enough)"
+            )
+    return chosen
+
+
+def _missing_sources(chapters: list[tuple[str, Path, Path]]) -> None:
+    missing = [str(source) for _, source, _ in chapters if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            "_toc.yml lists chapters whose source notebook does not exist: "
+            + ", ".join(missing)
+            + "; add the notebook or remove the chapter from _toc.yml."
+        )
+
+
+# --------------------------------------------------------------------------- html
+def _jupyter_book_command() -> list[str]:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("jupyter-book")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
+
+_WARNING_RE = re.compile(r"(WARNING|ERROR|CRITICAL|SEVERE):")
+
+
+def build_html(root: str | os.PathLike, *, stream: TextIO | None = None) -> tuple[Path, str]:
+    """Run ``jupyter-book build`` on ``root`` (HTML, warnings are errors).
+
+    Returns the path of ``_build/html/index.html`` and the build log.
+
+    Raises
+    ------
+    BookBuildError
+        The build failed or emitted a warning; the message lists the warnings.
+    """
+    root = Path(root)
+    cmd = [
+        *_jupyter_book_command(),
+        "build",
+        str(root),
+        "--builder",
+        "html",
+        "-W",
+        "-n",
+        "--keep-going",
+        "--all",
+    ]
+    env = dict(os.environ)
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if _WARNING_RE.search(line)]
+    index = root / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or warnings or not index.is_file():
+        if stream is not None:
+            print(log, file=stream)
+        shown = "\n".join(warnings[:20]) or log[-3000:]
+        raise BookBuildError(
+            f"jupyter-book build failed (exit {proc.returncode}, {len(warnings)} warnings; "
+            f"the build treats warnings as errors):\n{shown}"
+        )
+    return index, log
+
+
+# --------------------------------------------------------------------------- main entry
+def build_book(
+    root: str | os.PathLike | None = None,
+    *,
+    notebooks_dir: str | os.PathLike | None = None,
+    dataset: str | os.PathLike | None = None,
+    preset: str | None = None,
+    n_components: int | None = None,
+    parameters: dict[str, Any] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    notebooks: Sequence[str] | None = None,
+    execute: bool = True,
+    build: bool = True,
+    jobs: int = 1,
+    kernel_name: str = KERNEL_NAME,
+    stream: TextIO | None = sys.stdout,
+) -> BookResult:
+    """Execute the book's notebooks with papermill, then build the HTML book.
+
+    Parameters
+    ----------
+    root : path, optional
+        Folder with ``_config.yml``, ``_toc.yml``, ``intro.md``; default: see
+        :func:`find_root`. Executed notebooks go to ``root/book/``, HTML to
+        ``root/_build/html``.
+    notebooks_dir : path, optional
+        Source notebooks (default ``root/notebooks``).
+    dataset, preset, n_components : optional
+        Shortcuts for the parameters of the same name (``None``: notebook default).
+    parameters : dict, optional
+        More parameters by name. Each notebook receives only those it declares; a name
+        no notebook declares is an error (it is probably a typo). Strings are converted
+        to the declared type (command line values).
+    work_dir : path, optional
+        Work directory shared by the chain (made absolute); default ``root/_build/work``.
+    notebooks : sequence of str, optional
+        Execute only these chapters (names or number prefixes such as ``"03"``); the
+        others keep their existing executed copies.
+    execute, build : bool
+        Run papermill / run ``jupyter-book build``.
+    jobs : int
+        Notebooks executed at once. With more than one, the first chapter runs alone
+        (it prepares the data every later one reads), then the rest run in parallel.
+    kernel_name : str
+        Jupyter kernel name.
+    stream : text stream or None
+        Where the one-line-per-notebook report goes (``None``: silent).
+
+    Returns
+    -------
+    BookResult
+        Executed notebooks with their times, the ``index.html`` path, the build log.
+
+    Raises
+    ------
+    NotebookExecutionError
+        A notebook failed (subclass of ``PapermillExecutionError``); the message names
+        the notebook and the cell. Later notebooks are not executed and the book is not
+        built.
+    BookBuildError
+        ``jupyter-book build`` failed or warned.
+    """
+    root = find_root(root)
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else root / "notebooks"
+    work_dir = Path(work_dir) if work_dir is not None else root / "_build" / "work"
+    work_dir = work_dir.expanduser().resolve()
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: must be at least 1")
+
+    chapters = _chapter_notebooks(root, notebooks_dir)
+    if not chapters:
+        raise ValueError(f"{root / '_toc.yml'} lists no chapter under book/")
+    result = BookResult(root=root, work_dir=work_dir)
+
+    def say(message: str) -> None:
+        if stream is not None:
+            print(message, file=stream, flush=True)
+
+    if execute:
+        _missing_sources(chapters)
+        declared = {name: notebook_parameters(source) for name, source, _ in chapters}
+        given: dict[str, Any] = dict(parameters or {})
+        shortcuts = {"dataset": dataset, "preset": preset, "n_components": n_components}
+        for key, value in shortcuts.items():
+            if value is not None:
+                given[key] = os.fspath(value) if isinstance(value, os.PathLike) else value
+        known = set().union(*(set(p) for p in declared.values()))
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(
+                f"parameter(s) {', '.join(unknown)} are declared by no notebook; "
+                f"the notebooks take: {', '.join(sorted(known))}"
+            )
+        if "dataset" in given and isinstance(given["dataset"], str):
+            candidate = Path(given["dataset"]).expanduser()
+            if candidate.exists():  # a file path: absolute, since kernels run elsewhere
+                given["dataset"] = str(candidate.resolve())
+        given["work_dir"] = str(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+        selected = _select(chapters, notebooks)
+        index = {name: i for i, (name, _, _) in enumerate(chapters, start=1)}
+        total = len(chapters)
+        failed_dir = root / "_build" / "failed"
+        lock = threading.Lock()
+
+        def run_one(chapter: tuple[str, Path, Path]) -> NotebookRun:
+            name, source, output = chapter
+            params = {
+                key: _coerce(key, value, declared[name].get(key))
+                for key, value in given.items()
+                if key in declared[name]
+            }
+            start = time.perf_counter()
+            try:
+                seconds = execute_notebook(
+                    source, output, params, kernel_name=kernel_name, failed_dir=failed_dir
+                )
+            except PapermillExecutionError:
+                with lock:
+                    say(
+                        f"[{index[name]}/{total}] {output.name:<28s} FAILED after "
+                        f"{time.perf_counter() - start:.1f} s"
+                    )
+                raise
+            with lock:
+                say(f"[{index[name]}/{total}] {output.name:<28s} {seconds:6.1f} s")
+            return NotebookRun(name, source, output, params, seconds)
+
+        start = time.perf_counter()
+        with _kernel_environment():
+            if jobs == 1 or len(selected) < 2:
+                for chapter in selected:
+                    result.runs.append(run_one(chapter))
+            else:
+                result.runs.append(run_one(selected[0]))
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    result.runs.extend(pool.map(run_one, selected[1:]))
+        result.runs.sort(key=lambda run: index[run.name])
+        result.execute_seconds = time.perf_counter() - start
+        say(
+            f"executed {len(result.runs)} notebook(s) in {result.execute_seconds:.1f} s "
+            f"(work dir {work_dir})"
+        )
+
+    if build:
+        missing = [str(output) for _, _, output in chapters if not output.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                "these chapters have not been executed yet: "
+                + ", ".join(missing)
+                + "; run `python -m fusi_nmf book` without --no-execute/--notebooks first."
+            )
+        start = time.perf_counter()
+        result.html_index, result.build_log = build_html(root, stream=stream)
+        result.build_seconds = time.perf_counter() - start
+        say(f"built the HTML book in {result.build_seconds:.1f} s: {result.html_index}")
+    return result
+
+
+# --------------------------------------------------------------------------- CLI
+def _main(args: argparse.Namespace) -> int:
+    parameters: dict[str, Any] = {}
+    for name, value in args.param or []:
+        parameters[name] = value
+    try:
+        build_book(
+            args.root,
+            dataset=args.dataset,
+            preset=args.preset,
+            n_components=args.n_components,
+            parameters=parameters,
+            work_dir=args.work_dir,
+            notebooks=args.notebooks,
+            execute=not args.no_execute,
+            build=not args.no_build,
+            jobs=args.jobs,
+        )
+    except PapermillExecutionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BookBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``python -m fusi_nmf book``."""
+    parser = subparsers.add_parser(
+        "book",
+        help="execute the notebooks with papermill and build the Jupyter Book",
+        description=(
+            "Execute notebooks/*.ipynb (in _toc.yml order) with papermill into book/, "
+            "one line per notebook with its time, then build the HTML book into "
+            "_build/html with Jupyter Book 1.x (warnings are errors)."
+        ),
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="simulated | nunez-elizalde-2022 | PATH to a *_pwd.nii.gz (default: simulated)",
+    )
+    parser.add_argument("--preset", default=None, help="simulated recording size: default | small")
+    parser.add_argument("--n-components", type=int, default=None, help="number of NMF components")
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="any other notebook parameter (repeatable), e.g. -p max_iter 1000",
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="work directory shared by the notebooks (default: _build/work)",
+    )
+    parser.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="execute only these chapters (e.g. 01 03); others keep their executed copy",
+    )
+    parser.add_argument("--no-execute", action="store_true", help="skip papermill")
+    parser.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="notebooks executed at once (default 1)"
+    )
+    parser.add_argument(
+        "--root", default=None, help="book root with _config.yml and _toc.yml (default: .)"
+    )
+    parser.set_defaults(func=_main)
+    return parser
+
+
+# --------------------------------------------------------------------------- Sphinx
+def _launch_source_notebooks(
+    app: Any, pagename: str, templatename: str, context: dict, doctree: Any
+) -> None:
+    """Point launch buttons of ``book/NAME`` pages at ``notebooks/NAME.ipynb``.
+
+    The executed copies in ``book/`` are build products (not in the repository), so
+    Binder must open the committed source notebook instead.
+    """
+    if not pagename.startswith("book/"):
+        return
+    name = pagename.split("/", 1)[1]
+    for group in context.get("header_buttons", []) or []:
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            url = button.get("url")
+            if url:
+                button["url"] = url.replace(f"book/{name}.ipynb", f"notebooks/{name}.ipynb")
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension entry point (``sphinx: extra_extensions: [fusi_nmf.book]``)."""
+    # after sphinx-book-theme adds the launch buttons (priority 501)
+    app.connect("html-page-context", _launch_source_notebooks, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
