@@ -516,7 +516,8 @@ def load_recording(
             f"{path} is a {len(shape)}-D image {tuple(img.shape)}; load_recording needs "
             "4-D (x, y, z, time). For maps with extra dims use fusi_nmf.io.load_nifti."
         )
-    saved_dims = (_read_extension(img) or {}).get("dims")
+    ext_meta = _read_extension(img)
+    saved_dims = (ext_meta or {}).get("dims")
     if saved_dims and "time" not in saved_dims:
         raise ValueError(
             f"{path} holds a map with dims {tuple(saved_dims)}, not a (time, z, y, x) "
@@ -525,6 +526,14 @@ def load_recording(
     meta, json_path = _load_sidecar(path, sidecar)
     where = str(json_path) if json_path is not None else f"sidecar of {path}"
     time = _time_coord(img, meta, shape[3], path, where)
+    # save_nifti also stores the exact time coord; use it when the sidecar agrees with it
+    # (RepetitionTime rebuilds onsets only up to float rounding).
+    saved_time = (ext_meta or {}).get("coords", {}).get("time", {}).get("values")
+    if saved_time is not None and len(saved_time) == time.size:
+        saved_time = np.asarray(saved_time, dtype=np.float64)
+        tol = 1e-6 * (float(np.median(np.diff(time))) if time.size > 1 else 1.0)
+        if np.allclose(saved_time, time, rtol=0, atol=tol):
+            time = saved_time
 
     values = _read_voxels(img, path, np.float32).reshape(shape, order="A")
     # The file is (x, y, z, t) in Fortran order, so the reversed view is C-contiguous
@@ -534,7 +543,7 @@ def load_recording(
 
     affine, source = _affine_from_header(img, path)
     coords: dict[str, Any] = {"time": xr.Variable("time", time, attrs={"units": "s"})}
-    coords.update(_spatial_coords(affine, source, shape[:3], _read_extension(img)))
+    coords.update(_spatial_coords(affine, source, shape[:3], ext_meta))
 
     attrs = _snake_attrs(meta)
     attrs["bids_sidecar_keys"] = [str(k) for k in meta]

@@ -277,6 +277,25 @@ def test_cropped_data_shift_the_affine(tmp_path):
 # --------------------------------------------------------------------------- time
 
 
+def test_time_coord_with_rounding_noise_round_trips_exactly(tmp_path):
+    data = make_recording(n_time=7)
+    # linspace onsets differ from 10.608 + i * 0.3 in the last bits
+    onsets = np.linspace(10.608, 10.608 + 6 * 0.3, 7)
+    assert not np.array_equal(onsets, 10.608 + np.arange(7) * 0.3)
+    data = data.assign_coords(time=("time", onsets, {"units": "s"}))
+    path = save_recording(data, tmp_path / "lin_pwd.nii.gz")
+    assert json.loads(sidecar_path(path).read_text())["RepetitionTime"] == 0.3
+    np.testing.assert_array_equal(load_recording(path)["time"].values, onsets)
+
+
+def test_edited_sidecar_wins_over_stored_coords(tmp_path):
+    path = save_recording(make_recording(), tmp_path / "ed_pwd.nii.gz")
+    sidecar_path(path).write_text(json.dumps({"RepetitionTime": 0.5}))
+    with pytest.warns(UserWarning, match="disagree"):
+        rec = load_recording(path)
+    np.testing.assert_allclose(rec["time"].values, 0.5 * np.arange(6))
+
+
 def test_volume_timing_wins_and_round_trips(tmp_path):
     onsets = [0.5, 0.8, 1.2, 1.5, 1.9, 2.1]
     path = write_nifti(tmp_path / "vt_pwd.nii.gz", sidecar={"VolumeTiming": onsets})
