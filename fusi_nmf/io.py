@@ -13,9 +13,12 @@ Maps with extra dims, e.g. NMF maps ``(component, sign, z, y, x)``, are written 
 the spatial axes first and the extra dims on the 4th, 5th, ... NIfTI axes in the
 order they appear in the DataArray, i.e. the file holds ``(x, y, z, component,
 sign)``. Standard viewers then show one 3-D volume per component (and sign). The
-names and coordinate values of the extra dims (and the DataArray's name and
-attrs) are stored in a JSON NIfTI header extension (code 6, "comment"), which
-:func:`load_nifti` reads to restore the DataArray exactly.
+names and coordinate values of the extra dims (and the DataArray's name, dtype,
+attrs, exact float64 affine and x/y/z/time coords) are stored in a JSON NIfTI header
+extension (code 6, "comment"), which :func:`load_nifti` and :func:`load_recording`
+read to restore the DataArray exactly. The header (and the BIDS sidecar) stay the
+source of truth: stored values are used only when they agree with them, so a file
+edited by another tool is read from its header.
 
 Spatial coordinates
 -------------------
@@ -560,8 +563,10 @@ def load_nifti(path: str | os.PathLike) -> xr.DataArray:
 
     Files written by :func:`save_nifti` come back exactly (dims, coords, name,
     attrs, dtype). Other files get dims ``(z, y, x)`` for 3-D,
-    ``(volume, z, y, x)`` for 4-D and ``(dim_5, volume, z, y, x)`` ... beyond, with
-    integer coords on the non-spatial dims. NaN values are allowed (masked maps).
+    ``(volume, z, y, x)`` for 4-D and ``(volume, dim_5, z, y, x)`` ... beyond, with
+    integer coords on the non-spatial dims. The spatial dims always come back last,
+    as ``(z, y, x)``, with mm coords (also when the saved DataArray had none). NaN
+    values are allowed (masked maps).
 
     Parameters
     ----------
