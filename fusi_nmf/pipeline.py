@@ -161,53 +161,44 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-_JSON_ATTR = "__json__:"
+_ATTRS_KEY = "fusi_nmf_attrs_json"
 
 
-def _encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """netCDF3 attrs hold only strings, numbers and 1-D numeric arrays: JSON-encode the rest."""
-    out = {}
-    for key, value in attrs.items():
-        if isinstance(value, str) or (
-            isinstance(value, int | float | np.number) and not isinstance(value, bool)
-        ):
-            out[key] = value
-        else:
-            out[key] = _JSON_ATTR + json.dumps(value, default=_atomic._json_default)
-    return out
+def _pack_attrs(attrs: dict[str, Any]) -> dict[str, str]:
+    # netCDF3 (scipy) attrs hold only strings and numbers, and scipy stores them as
+    # Python attributes of its file objects (an attr named "mode" breaks it): keep all
+    # attrs as one JSON string instead.
+    return {_ATTRS_KEY: json.dumps(attrs, default=_atomic._json_default)} if attrs else {}
 
 
-def _decode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: json.loads(v[len(_JSON_ATTR) :])
-        if isinstance(v, str) and v.startswith(_JSON_ATTR)
-        else v
-        for k, v in attrs.items()
-    }
+def _unpack_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(attrs[_ATTRS_KEY]) if _ATTRS_KEY in attrs else dict(attrs)
 
 
 def _to_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
-    ds = obj.to_dataset(name="__dataarray__") if isinstance(obj, xr.DataArray) else obj.copy()
     if isinstance(obj, xr.DataArray):
+        ds = obj.to_dataset(name="__dataarray__")
         ds.attrs = {"__dataarray_name__": obj.name or "", **obj.attrs}
         ds["__dataarray__"].attrs = {}
-    ds.attrs = _encode_attrs(ds.attrs)
+    else:
+        ds = obj.copy()
+    ds.attrs = _pack_attrs(ds.attrs)
     for name in list(ds.variables):
-        var = ds[name]
-        var.attrs = _encode_attrs(var.attrs)
-        if var.dtype == bool:  # netCDF3 has no bool: store int8, restore on load
-            ds[name] = var.astype("int8").assign_attrs(__bool__=1)
+        attrs = dict(ds[name].attrs)
+        if ds[name].dtype == bool:  # netCDF3 has no bool: store int8, restore on load
+            ds[name] = ds[name].astype("int8")
+            attrs["__bool__"] = 1
+        ds[name].attrs = _pack_attrs(attrs)
     return ds
 
 
 def _from_dataset(ds: xr.Dataset) -> xr.DataArray | xr.Dataset:
     for name in list(ds.variables):
-        var = ds[name]
-        attrs = _decode_attrs(var.attrs)
+        attrs = _unpack_attrs(ds[name].attrs)
         if attrs.pop("__bool__", 0):
-            ds[name] = var.astype(bool)
+            ds[name] = ds[name].astype(bool)
         ds[name].attrs = attrs
-    attrs = _decode_attrs(ds.attrs)
+    attrs = _unpack_attrs(ds.attrs)
     if "__dataarray__" in ds:
         da = ds["__dataarray__"]
         name = attrs.pop("__dataarray_name__", "") or None
@@ -283,17 +274,23 @@ class Workspace:
 
     # -- plumbing ---------------------------------------------------------------
     def _stage(
-        self, stage: str, params: dict[str, Any], compute: Callable[[], xr.DataArray | xr.Dataset]
+        self,
+        stage: str,
+        params: dict[str, Any],
+        upstream: Callable[[], Any],
+        compute: Callable[[Any], xr.DataArray | xr.Dataset],
     ) -> Any:
+        """Cached ``compute(upstream())``; upstream stages run before this one's timer."""
         key = _digest({"v": CACHE_VERSION, "stage": stage, "input": self._input_id(), **params})
         memo_key = f"{stage}-{key}"
         if memo_key in self._memo:
             return self._memo[memo_key]
         cached = self._cache.load(stage, key)
         if cached is None:
+            inputs = upstream()
             status(f"[fusi-nmf] {stage} ...", self.progress)
             start = time.perf_counter()
-            cached = compute()
+            cached = compute(inputs)
             self.timings[stage] = time.perf_counter() - start
             status(f"[fusi-nmf] {stage} done in {self.timings[stage]:.1f} s", self.progress)
             self._cache.save(stage, key, cached)
@@ -349,9 +346,9 @@ class Workspace:
 
         cfg = self.config
 
-        def compute() -> xr.Dataset:
+        def compute(raw: xr.DataArray) -> xr.Dataset:
             registered, motion = register_volumewise(
-                self.raw(),
+                raw,
                 reference=cfg.reference,
                 transform=cfg.transform,
                 progress=self.progress,
@@ -365,7 +362,10 @@ class Workspace:
             return ds
 
         return self._stage(
-            "registration", {"reference": cfg.reference, "transform": cfg.transform}, compute
+            "registration",
+            {"reference": cfg.reference, "transform": cfg.transform},
+            self.raw,
+            compute,
         )
 
     def registered(self) -> xr.DataArray:
@@ -381,7 +381,8 @@ class Workspace:
         """Motion parameters, framewise displacement and per-frame status (None if off)."""
         if not self.config.registration:
             return None
-        ds = self._registration().drop_vars("registered")
+        ds = self._registration()
+        ds = ds[[name for name in ds.data_vars if name != "registered"]]
         ds.attrs = dict(ds.attrs.get("motion_attrs", {}))
         return ds
 
@@ -398,6 +399,10 @@ class Workspace:
             params |= {"reference": cfg.reference, "transform": cfg.transform}
         if upto in ("cleaned", "standardized", "nmf"):
             params["cleaning"] = cfg.cleaning
+            if cfg.cleaning:  # new defaults must not reuse an old cleaned cache
+                from fusi_nmf.signal import CLEAN_DEFAULTS
+
+                params["cleaning_defaults"] = dict(CLEAN_DEFAULTS)
         if upto in ("standardized", "nmf"):
             params["standardize"] = cfg.standardize
         return params
@@ -408,11 +413,15 @@ class Workspace:
             return self.registered()
         from fusi_nmf.signal import clean
 
-        motion = self.motion()
+        def upstream() -> tuple[xr.DataArray, xr.DataArray | None]:
+            motion = self.motion()
+            return self.registered(), None if motion is None else motion["parameters"]
+
         return self._stage(
             "cleaned",
             self._stage_params("cleaned"),
-            lambda: clean(self.registered(), motion=motion),
+            upstream,
+            lambda inputs: clean(inputs[0], motion=inputs[1], progress=self.progress),
         )
 
     def standardized(self) -> xr.DataArray:
@@ -422,7 +431,8 @@ class Workspace:
         return self._stage(
             "standardized",
             self._stage_params("standardized"),
-            lambda: standardize(self.cleaned(), method=self.config.standardize),
+            self.cleaned,
+            lambda cleaned: standardize(cleaned, method=self.config.standardize),
         )
 
     def split(self) -> xr.DataArray:
@@ -452,12 +462,12 @@ class Workspace:
         } | nmf_params
         models: dict[str, Any] = {}
 
-        def compute() -> xr.Dataset:
+        def compute(split: xr.DataArray) -> xr.Dataset:
             from fusi_nmf.decomposition import NMF
 
             model = NMF(mode=mode, **settings)
             start = time.perf_counter()
-            timecourses = model.fit_transform(self.split())
+            timecourses = model.fit_transform(split)
             seconds = time.perf_counter() - start
             models["model"] = model
             return xr.Dataset(
@@ -473,7 +483,7 @@ class Workspace:
             )
 
         stage = f"nmf_{mode}"
-        ds = self._stage(stage, self._stage_params("nmf") | settings, compute)
+        ds = self._stage(stage, self._stage_params("nmf") | settings, self.split, compute)
         return NMFResult(
             mode=mode,
             maps=ds["maps"],
