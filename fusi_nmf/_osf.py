@@ -16,6 +16,7 @@ What was checked against OSF's public API material (with the ``search`` tool, 20
   ``https://osf.io/download/<file id>/`` (id: the 24-hex storage id or a 5-char
   guid; trailing slash). That URL redirects to the storage backend; ``requests``
   follows the redirect and keeps the ``Range`` header.
+- The index is checked against ``attributes.extra.hashes.md5`` of its listing entry.
 - Not found in the public docs, so not relied upon: whether the backend honours
   ``Range``. The downloader resumes with ``Range`` and falls back to a full restart
   when the server answers 200 instead of 206.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -144,9 +146,12 @@ def make_session(retries: int = DEFAULT_RETRIES, backoff: float | None = None) -
     return session
 
 
-def _get_json(session: requests.Session, url: str, what: str) -> Any:
+def _get_json(session: requests.Session, url: str, what: str, md5: str | None = None) -> Any:
+    """GET ``url`` and parse JSON; check the body's md5 when the listing gave one."""
     try:
         response = session.get(url, timeout=TIMEOUT)
+        with response:
+            status, reason, body = response.status_code, response.reason, response.content
     except requests.RequestException as exc:
         raise DownloadError(
             f"Could not reach {url} to read {what}: {exc}. Check the network (or "
@@ -154,21 +159,23 @@ def _get_json(session: requests.Session, url: str, what: str) -> Any:
             path=what,
             url=url,
         ) from exc
-    with response:
-        if response.status_code != 200:
-            raise DownloadError(
-                f"Reading {what} from {url} failed with HTTP {response.status_code}"
-                f" {response.reason}.",
-                path=what,
-                url=url,
-                status=response.status_code,
-            )
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise DownloadError(
-                f"{url} ({what}) did not return JSON.", path=what, url=url
-            ) from exc
+    if status != 200:
+        raise DownloadError(
+            f"Reading {what} from {url} failed with HTTP {status} {reason}.",
+            path=what,
+            url=url,
+            status=status,
+        )
+    if md5 and hashlib.md5(body, usedforsecurity=False).hexdigest() != md5.lower():
+        raise DownloadError(
+            f"{what} from {url} does not match the md5 in its listing ({md5}); retry later.",
+            path=what,
+            url=url,
+        )
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise DownloadError(f"{url} ({what}) did not return JSON.", path=what, url=url) from exc
 
 
 def iter_listing(session: requests.Session, url: str, what: str) -> Iterator[dict]:
@@ -224,7 +231,9 @@ def fetch_index(
         raise DownloadError(
             f"{index_name} in {folder_url} has no links.download.", path=index_name, url=folder_url
         )
-    return _get_json(session, link, f"{folder}/{index_name}")
+    hashes = ((entry.get("attributes") or {}).get("extra") or {}).get("hashes") or {}
+    md5 = hashes.get("md5") if isinstance(hashes.get("md5"), str) else None
+    return _get_json(session, link, f"{folder}/{index_name}", md5=md5)
 
 
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -34,12 +34,14 @@ from typing import Any
 
 from . import _osf
 from ._atomic import write_json
+from ._osf import DownloadError
 from ._paths import data_home
 from ._progress import progress_enabled, status
 
 __all__ = [
     "DATASETS",
     "NUNEZ_ELIZALDE_2022",
+    "DownloadError",
     "dataset_attrs",
     "fetch_nunez_elizalde_2022",
     "recording_path",
@@ -319,7 +321,7 @@ def fetch_nunez_elizalde_2022(
     ValueError
         A selection that matches nothing (the message lists valid values), or a
         malformed index.
-    fusi_nmf._osf.DownloadError
+    DownloadError
         (a ``RuntimeError``) 403/404, repeated md5 mismatch, or transient errors that
         outlast the retries; names the file and URL. No incomplete file is ever left
         under its final name.
@@ -368,7 +370,8 @@ def fetch_nunez_elizalde_2022(
         index = _check_index(index, str(index_cache))
 
     selected = select_files(index, **filters)
-    write_json(root / INFO_FILE, NUNEZ_ELIZALDE_2022)
+    if _read_json(root / INFO_FILE) != NUNEZ_ELIZALDE_2022:
+        write_json(root / INFO_FILE, NUNEZ_ELIZALDE_2022)
     _show_citation(progress)
 
     verified_path = root / VERIFIED_FILE

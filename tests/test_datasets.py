@@ -417,3 +417,20 @@ def test_cli_fetch(server, tmp_path, capsys):
     assert (tmp_path / "nunez-elizalde-2022" / (REC + ".nii.gz")).is_file()
     assert cli.main([*args[:2], "CR999", *args[3:]]) == 2
     assert "CR999" in capsys.readouterr().err
+
+
+def test_default_cache_dir_comes_from_env(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSI_NMF_DATA", str(tmp_path / "env-home"))
+    root = fetch_nunez_elizalde_2022(subjects="CR020", datatypes="angio", progress=False,
+                                     api_url=server.api_url, download_url=server.download_url)
+    assert root == tmp_path / "env-home" / "nunez-elizalde-2022"
+    assert (root / "dataset_description.json").is_file()
+
+
+def test_index_not_matching_its_listing_md5_is_rejected(server, tmp_path):
+    # corrupt the index download itself (every time): the listing md5 catches it
+    fid = next(f for f, b in server.blobs.items() if b.startswith(b"{\n"))
+    server.add_fault(f"/download/{fid}/", "corrupt", times=None)
+    with pytest.raises(DownloadError, match="does not match the md5 in its listing"):
+        fetch(server, tmp_path)
+    assert not (tmp_path / "nunez-elizalde-2022" / datasets.INDEX_CACHE).exists()
