@@ -1,0 +1,310 @@
+"""The book build: papermill execution into book/, Jupyter Book HTML, real browser check.
+
+Fast tests run a tiny two-chapter book (real kernels, real ``jupyter-book build``) to pin
+the build machinery: parameters reach only the notebooks that declare them, the kernels'
+environment, the one-line-per-notebook report, the hidden injected-parameters cell, and
+failure handling. The slow test builds the real book on the small simulated preset and
+checks every page in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from fusi_nmf.book import (
+    BookBuildError,
+    NotebookExecutionError,
+    build_book,
+    toc_chapters,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser_check  # noqa: E402
+
+
+# --------------------------------------------------------------------------- tiny book
+def _notebook(path: Path, title: str, params: str, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {title}\n\nSome narrative."),
+        nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nbformat.write(nb, path)
+
+
+def _tiny_book(root: Path) -> Path:
+    """A two-chapter book with the repository's real _config.yml."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    (root / "intro.md").write_text("# Tiny book\n\nStart with {doc}`book/01_alpha`.\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: book/01_alpha\n  - file: book/02_beta\n"
+    )
+    (root / "notebooks").mkdir()
+    _notebook(
+        root / "notebooks" / "01_alpha.ipynb",
+        "Alpha",
+        'work_dir: str = "work"  # cache folder\nn_components: int = 3  # number of components',
+        "import json, os, pathlib\n"
+        "import matplotlib.pyplot as plt\n"
+        "pathlib.Path(work_dir).mkdir(exist_ok=True)\n"
+        "env = {k: os.environ.get(k) for k in ('FUSI_NMF_PROGRESS', 'MPLBACKEND')}\n"
+        "pathlib.Path(work_dir, 'alpha.json').write_text(json.dumps(env))\n"
+        "if n_components < 1:\n"
+        "    raise ValueError(f'n_components={n_components}: must be at least 1')\n"
+        "fig, ax = plt.subplots(figsize=(3, 2))\n"
+        "ax.plot(range(n_components))\n"
+        "plt.show()",
+    )
+    _notebook(
+        root / "notebooks" / "02_beta.ipynb",
+        "Beta",
+        'work_dir: str = "work"  # cache folder\nmax_iter: int = 5  # iterations',
+        "import pathlib, sys\n"
+        "print('noise on stderr', file=sys.stderr)\n"
+        "assert pathlib.Path(work_dir, 'alpha.json').exists(), 'run alpha first'\n"
+        "print(f'max_iter is {max_iter!r}')",
+    )
+    return root
+
+
+def _injected_source(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path}: expected one injected-parameters cell"
+    assert "hide-input" in cells[0].metadata["tags"]
+    return cells[0].source
+
+
+def test_toc_chapters_reads_repository_toc():
+    chapters = toc_chapters(REPO)
+    assert chapters[0] == "book/01_data"
+    assert chapters[-1] == "book/07_validation"
+    assert len(chapters) == 7
+    assert [c.split("/")[1][:2] for c in chapters] == [f"{i:02d}" for i in range(1, 8)]
+
+
+def test_build_tiny_book(tmp_path, monkeypatch):
+    root = _tiny_book(tmp_path / "book_root")
+    work = tmp_path / "work"
+    # a non-inline backend in the parent must not reach the kernels (figures would vanish)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("FUSI_NMF_PROGRESS", raising=False)
+    out = io.StringIO()
+    result = build_book(
+        root, n_components=4, parameters={"max_iter": "7"}, work_dir=work, stream=out
+    )
+
+    # one line per notebook, in toc order, with its time; then the html location
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"\[1/2\] 01_alpha\.ipynb\s+\d+\.\d s", lines[0])
+    assert re.fullmatch(r"\[2/2\] 02_beta\.ipynb\s+\d+\.\d s", lines[1])
+    assert str(root / "_build" / "html" / "index.html") in lines[-1]
+    assert [run.name for run in result.runs] == ["01_alpha", "02_beta"]
+
+    # each notebook got exactly the parameters it declares; CLI strings typed as declared
+    alpha = _injected_source(root / "book" / "01_alpha.ipynb")
+    beta = _injected_source(root / "book" / "02_beta.ipynb")
+    assert "n_components = 4" in alpha and "max_iter" not in alpha
+    assert "max_iter = 7" in beta and "n_components" not in beta
+    assert f'work_dir = "{work.resolve()}"' in alpha
+    assert result.runs[1].parameters == {"max_iter": 7, "work_dir": str(work.resolve())}
+
+    # kernels ran with progress bars off and matplotlib's inline backend
+    env = json.loads((work / "alpha.json").read_text())
+    assert env["FUSI_NMF_PROGRESS"] == "0"
+    assert env["MPLBACKEND"] != "Agg"
+    import os
+
+    assert os.environ["MPLBACKEND"] == "Agg"  # the parent's environment is restored
+
+    # the html: warning-free build, figure present, stderr dropped, injected cell folded
+    assert result.html_index == root / "_build" / "html" / "index.html"
+    assert not re.search(r"WARNING|ERROR", result.build_log)
+    alpha_html = (root / "_build" / "html" / "book" / "01_alpha.html").read_text()
+    beta_html = (root / "_build" / "html" / "book" / "02_beta.html").read_text()
+    assert re.search(r'<img alt="[^"]*" src="../_images/[0-9a-f]+\.png"', alpha_html)
+    assert "max_iter is 7" in beta_html
+    assert "noise on stderr</span>" not in beta_html  # the code is shown, not its stderr
+    assert beta_html.count("noise on stderr") == 1
+    assert "tag_injected-parameters" in beta_html and "tag_hide-input" in beta_html
+    # launch buttons open the committed source notebook, not the untracked executed copy
+    assert "urlpath=lab/tree/notebooks/02_beta.ipynb" in beta_html
+
+
+def test_failing_notebook_keeps_previous_copy(tmp_path):
+    root = _tiny_book(tmp_path / "book_root")
+    build_book(root, work_dir=tmp_path / "work", build=False, stream=None)
+    good_alpha = (root / "book" / "01_alpha.ipynb").read_bytes()
+    good_beta = (root / "book" / "02_beta.ipynb").read_bytes()
+
+    out = io.StringIO()
+    with pytest.raises(PapermillExecutionError) as info:
+        build_book(root, n_components=-1, work_dir=tmp_path / "work", stream=out)
+    err = info.value
+    assert isinstance(err, NotebookExecutionError)
+    message = str(err)
+    assert "01_alpha.ipynb" in message
+    assert "ValueError: n_components=-1: must be at least 1" in message
+    assert f"cell {err.cell_index}" in message
+    assert re.fullmatch(r"\[1/2\] 01_alpha\.ipynb\s+FAILED after \d+\.\d s", out.getvalue().strip())
+    # previous good copies untouched (the chain stopped at the failure), failure kept aside
+    assert (root / "book" / "01_alpha.ipynb").read_bytes() == good_alpha
+    assert (root / "book" / "02_beta.ipynb").read_bytes() == good_beta
+    assert err.failed_copy == root / "_build" / "failed" / "01_alpha.ipynb"
+    failed = nbformat.read(err.failed_copy, as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in failed.cells for o in c.get("outputs", []))
+    assert not list((root / "book").glob(".*"))  # no temporary files left behind
+    assert not (root / "_build" / "html").exists()
+
+
+def test_cli_reports_failure_and_bad_parameters(tmp_path):
+    root = _tiny_book(tmp_path / "book_root")
+    cmd = [sys.executable, "-m", "fusi_nmf", "book", "--root", str(root), "--no-build"]
+    work = ["--work-dir", str(tmp_path / "work")]
+
+    typo = subprocess.run([*cmd, *work, "-p", "n_compnents", "3"], capture_output=True, text=True)
+    assert typo.returncode == 2
+    assert "n_compnents" in typo.stderr and "declared by no notebook" in typo.stderr
+
+    bad_type = subprocess.run(
+        [*cmd, *work, "-p", "max_iter", "many"], capture_output=True, text=True
+    )
+    assert bad_type.returncode == 2
+    assert "max_iter='many'" in bad_type.stderr and "int" in bad_type.stderr
+
+    failing = subprocess.run(
+        [*cmd, *work, "--n-components", "-1"], capture_output=True, text=True, timeout=300
+    )
+    assert failing.returncode == 1
+    assert "error: notebook 01_alpha.ipynb failed" in failing.stderr
+    assert "Traceback" not in failing.stderr
+
+    only_second = subprocess.run(
+        [*cmd, *work, "--notebooks", "01", "02"], capture_output=True, text=True, timeout=300
+    )
+    assert only_second.returncode == 0, only_second.stderr
+    assert re.findall(r"^\[\d/2\] \S+", only_second.stdout, re.M) == [
+        "[1/2] 01_alpha.ipynb",
+        "[2/2] 02_beta.ipynb",
+    ]
+    assert only_second.stderr == ""  # no kernel start-up chatter
+
+
+def test_build_refuses_unexecuted_chapters(tmp_path):
+    root = _tiny_book(tmp_path / "book_root")
+    with pytest.raises(FileNotFoundError, match="not been executed yet"):
+        build_book(root, execute=False, stream=None)
+    with pytest.raises(ValueError, match="matches no chapter"):
+        build_book(root, notebooks=["09"], build=False, stream=None)
+
+
+def test_warning_fails_the_build(tmp_path):
+    root = _tiny_book(tmp_path / "book_root")
+    build_book(root, work_dir=tmp_path / "work", build=False, stream=None)
+    (root / "intro.md").write_text("# Tiny book\n\nA broken reference: {doc}`book/nowhere`.\n")
+    with pytest.raises(BookBuildError, match="nowhere"):
+        build_book(root, execute=False, stream=None)
+
+
+# --------------------------------------------------------------------------- browser
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_browser_check_detects_problems(tmp_path):
+    """The checker itself fails on a broken page (so a clean report means something)."""
+    site = tmp_path / "html"
+    (site / "book").mkdir(parents=True)
+    (site / "index.html").write_text(
+        "<html><body><div class='bd-sidebar-primary'><nav>"
+        "<a class='reference internal' href='book/ok.html'>ok</a></nav></div></body></html>"
+    )
+    (site / "book" / "ok.html").write_text("<html><body><article>fine</article></body></html>")
+    (site / "book" / "broken.html").write_text(
+        "<html><body><article><img src='missing.png'></article>"
+        "<script>console.error('boom'); const THEBE_JS_URL = 1;</script>"
+        "<script>const THEBE_JS_URL = 2;</script>"
+        "<script src='https://example.org/tracker.js'></script></body></html>"
+    )
+    report = browser_check.check_book(site, tmp_path / "shots")
+    problems = "\n".join(report.problems())
+    assert "book/broken.html: console error: boom" in problems
+    assert "naturalWidth 0" in problems and "missing.png" in problems
+    assert "404" in problems
+    assert "needs an external resource: https://example.org/tracker.js" in problems
+    assert "THEBE_JS_URL" not in problems
+    assert "sidebar: no link reaches book/broken.html" in problems
+    assert report.nav_reached == ["book/ok.html"]
+    assert not any("book/ok.html" in p for p in report.problems())
+    assert (tmp_path / "shots" / "book_broken.png").stat().st_size > 0
+
+
+def _image_outputs(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    count = 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or {"remove-output", "remove-cell"} & set(tags):
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            count += any(k.startswith("image/") for k in data)
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_full_book_small_preset(tmp_path):
+    """Build the real book on the small simulated recording, then check it in Chromium."""
+    sources = [REPO / "notebooks" / f"{Path(c).name}.ipynb" for c in toc_chapters(REPO)]
+    missing = [s.name for s in sources if not s.exists()]
+    if missing:  # test_notebook_hygiene fails on this; nothing to build yet
+        pytest.skip(f"source notebooks not written yet: {', '.join(missing)}")
+
+    # build in a copy so the repository's book/ and _build/ keep the user's full build
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml", "intro.md"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    out = io.StringIO()
+    result = build_book(root, preset="small", work_dir=tmp_path / "work", stream=out)
+    print(out.getvalue())
+    assert len(result.runs) == len(sources)
+    assert not re.search(r"WARNING|ERROR", result.build_log)
+    assert result.html_index is not None and result.html_index.is_file()
+
+    if not CHROMIUM.exists():
+        pytest.skip("book built warning-free; browser check needs /usr/bin/chromium")
+    html = root / "_build" / "html"
+    chapters = [f"{c}.html" for c in toc_chapters(root)]
+    report = browser_check.check_book(html, REPO / "_build" / "screenshots", chapters=chapters)
+    assert report.problems() == []
+    assert report.nav_reached == chapters
+    for chapter in chapters:
+        executed = root / chapter.replace(".html", ".ipynb")
+        page = report.pages[chapter]
+        assert page.article_images == _image_outputs(executed), chapter
+    assert sum(report.pages[c].article_images for c in chapters) > 0
