@@ -12,6 +12,7 @@ Cache layout (under :func:`fusi_nmf._paths.data_home`)::
         .osf_dataset_index.json            cached copy of dataset_index.json
         .fusi_nmf_dataset.json             citation, licence, source (for attrs)
         .fusi_nmf_verified.json            size/mtime/md5 of files already verified
+        .fusi_nmf.lock                     one fetch at a time per cache (fcntl lock)
         .<name>.<md5>.part                 partial downloads (resumed, never final)
         dataset_description.json, participants.tsv, sub-*/...
 
@@ -24,11 +25,12 @@ are on figshare, doi:10.6084/m9.figshare.19316228). Licence CC BY 4.0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ CACHE_NAME = "nunez-elizalde-2022"
 INDEX_CACHE = ".osf_dataset_index.json"
 INFO_FILE = ".fusi_nmf_dataset.json"
 VERIFIED_FILE = ".fusi_nmf_verified.json"
+LOCK_FILE = ".fusi_nmf.lock"
 
 NUNEZ_ELIZALDE_2022: dict[str, str] = {
     "dataset": "nunez-elizalde-2022",
@@ -245,7 +248,8 @@ def _show_citation(progress: bool | None) -> None:
         return
     _citation_shown = True
     status(
-        f"Using {NUNEZ_ELIZALDE_2022['citation']} Data: {NUNEZ_ELIZALDE_2022['dataset_url']} "
+        f"Dataset: {NUNEZ_ELIZALDE_2022['citation']} fUSI-BIDS data: "
+        f"{NUNEZ_ELIZALDE_2022['dataset_url']} "
         f"({NUNEZ_ELIZALDE_2022['license']}, {NUNEZ_ELIZALDE_2022['license_url']}). "
         "Please cite the paper when you use these data.",
         progress,
@@ -350,13 +354,12 @@ def fetch_nunez_elizalde_2022(
     root = data_home(data_dir) / CACHE_NAME
     root.mkdir(parents=True, exist_ok=True)
     index_cache = root / INDEX_CACHE
-    session = None
+    session_box: list = []  # the requests session, made on first network use
 
     def get_session():
-        nonlocal session
-        if session is None:
-            session = _osf.make_session(retries, backoff)
-        return session
+        if not session_box:
+            session_box.append(_osf.make_session(retries, backoff))
+        return session_box[0]
 
     index = None if refresh else _read_json(index_cache)
     if index is None:
@@ -375,24 +378,49 @@ def fetch_nunez_elizalde_2022(
     _show_citation(progress)
 
     verified_path = root / VERIFIED_FILE
-    verified = _read_json(verified_path) or {}
-    if not isinstance(verified, dict):
-        verified = {}
-    before = dict(verified)
-    try:
-        todo = {rel: e for rel, e in selected.items()
-                if not _is_verified(root, rel, e, verified)}
-        if todo:
-            _download_all(root, todo, get_session(), download_url, retries, backoff, verified,
-                          progress)
-        else:
-            status(f"All {len(selected)} selected files are cached in {root}.", progress)
-    finally:
-        if verified != before:
-            write_json(verified_path, verified)
-        if session is not None:
-            session.close()
+    # one fetch at a time per cache (parallel notebooks would share partial files)
+    with _cache_lock(root), _closing(session_box):
+        verified = _read_json(verified_path) or {}
+        if not isinstance(verified, dict):
+            verified = {}
+        before = dict(verified)
+        try:
+            todo = {rel: e for rel, e in selected.items()
+                    if not _is_verified(root, rel, e, verified)}
+            if todo:
+                _download_all(root, todo, get_session(), download_url, retries, backoff,
+                              verified, progress)
+            else:
+                status(f"All {len(selected)} selected files are cached in {root}.", progress)
+        finally:
+            if verified != before:
+                write_json(verified_path, verified)
     return root
+
+
+@contextlib.contextmanager
+def _closing(box: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if box:
+            box[0].close()
+
+
+@contextlib.contextmanager
+def _cache_lock(root: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``root/.fusi_nmf.lock`` (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(root / LOCK_FILE, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _download_all(root, todo, session, base, retries, backoff, verified, progress) -> None:
@@ -412,7 +440,7 @@ def _download_all(root, todo, session, base, retries, backoff, verified, progres
     if progress_enabled(progress):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000,
                    desc=CACHE_NAME, file=sys.stderr)
         bar.update(resumable)
     try:
@@ -520,7 +548,7 @@ def recording_path(
     elif dataset == "nunez-elizalde-2022":
         root = fetch_nunez_elizalde_2022(
             data_dir, subjects=subject, sessions=session, tasks=task, acqs=acq,
-            datatypes="fusi", progress=True if progress is None else progress,
+            datatypes="fusi", progress=progress,
         )
     else:
         raise ValueError(

@@ -434,3 +434,15 @@ def test_index_not_matching_its_listing_md5_is_rejected(server, tmp_path):
     with pytest.raises(DownloadError, match="does not match the md5 in its listing"):
         fetch(server, tmp_path)
     assert not (tmp_path / "nunez-elizalde-2022" / datasets.INDEX_CACHE).exists()
+
+
+def test_parallel_fetches_share_the_cache_safely(server, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(lambda _: fetch(server, tmp_path, subjects="CR022",
+                                              acqs="slice01"), range(2)))
+    assert roots[0] == roots[1]
+    assert (roots[0] / BIG).read_bytes() == FILES[BIG]
+    assert server.counts[server.path_of(BIG)] == 1
+    assert parts(roots[0]) == []
