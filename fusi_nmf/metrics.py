@@ -93,8 +93,8 @@ def match_components(
     -------
     pandas.DataFrame
         One row per pair, sorted by the ``a`` component: columns ``a`` and ``b``
-        (coordinate labels of the paired components), ``r`` (signed
-        correlation) and ``abs_r``.
+        (coordinate labels of the paired components), ``correlation`` (signed
+        Pearson r of the pair) and ``abs_correlation`` (its absolute value).
 
     Raises
     ------
@@ -121,8 +121,8 @@ def match_components(
         {
             "a": la[rows],
             "b": lb[cols],
-            "r": r[rows, cols],
-            "abs_r": np.abs(r[rows, cols]),
+            "correlation": r[rows, cols],
+            "abs_correlation": np.abs(r[rows, cols]),
         }
     )
 
@@ -181,13 +181,17 @@ def source_recovery(
     pandas.DataFrame
         One row per source (index ``source``): ``component`` (matched
         component label, -1 when there are fewer components than sources),
-        ``tc_r`` and ``map_r`` (signed correlations of the matched pair, NaN if
-        unmatched), ``tc_abs_r``, ``map_abs_r``, ``best_tc_abs_r`` and
-        ``best_map_abs_r`` (the best ``|r|`` over all components, matched or
-        not), ``source_sign`` and ``sign_consistent``: whether
-        ``sign(tc_r * map_r)`` equals ``source_sign`` (the sign with which the
-        source enters the data, assuming non-negative truth maps and time
-        courses; None without ``source_sign``).
+        ``timecourse_r`` and ``map_r`` (``|r_tc|`` and ``|r_map|`` of the matched
+        pair, NaN if unmatched), ``timecourse_r_signed`` and ``map_r_signed``
+        (the same, signed), ``best_timecourse_r`` and ``best_map_r`` (the best
+        ``|r|`` over all components, matched or not), ``source_sign`` (copied
+        from the truth, NaN without it) and ``sign_consistent``:
+        ``timecourse_r_signed * map_r_signed > 0``, i.e. the component's signed
+        contribution ``timecourse * signed map`` varies like the source's
+        contribution ``source_timecourse * source_map`` (the truth time courses
+        are signed fractional changes, as :func:`simulate_recording` makes
+        them; for a decrease the component sits in the ``neg`` channel with a
+        time course anti-correlated to the signed truth). None if unmatched.
     """
     if match_on not in ("both", "timecourse", "map"):
         raise ValueError(f"match_on must be 'both', 'timecourse' or 'map', got {match_on!r}.")
@@ -244,19 +248,17 @@ def source_recovery(
         tc_r = float(r_tc[c, s]) if c >= 0 else np.nan
         map_r = float(r_map[c, s]) if c >= 0 else np.nan
         sgn = float(signs[s]) if signs is not None else np.nan
-        consistent = None
-        if signs is not None and c >= 0:
-            consistent = bool(np.sign(tc_r * map_r) == np.sign(sgn))
+        consistent = bool(tc_r * map_r > 0) if c >= 0 else None
         rows.append(
             {
                 "source": src_labels[s],
                 "component": comp_labels[c] if c >= 0 else -1,
-                "tc_r": tc_r,
-                "map_r": map_r,
-                "tc_abs_r": abs(tc_r),
-                "map_abs_r": abs(map_r),
-                "best_tc_abs_r": float(np.abs(r_tc[:, s]).max()),
-                "best_map_abs_r": float(np.abs(r_map[:, s]).max()),
+                "timecourse_r": abs(tc_r),
+                "map_r": abs(map_r),
+                "timecourse_r_signed": tc_r,
+                "map_r_signed": map_r,
+                "best_timecourse_r": float(np.abs(r_tc[:, s]).max()),
+                "best_map_r": float(np.abs(r_map[:, s]).max()),
                 "source_sign": sgn,
                 "sign_consistent": consistent,
             }
