@@ -1,0 +1,136 @@
+"""Tests for fusi_nmf.metrics on constructed cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from fusi_nmf.metrics import correlation_matrix, match_components, source_recovery
+
+
+def _maps(k=4, shape=(1, 6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    return xr.DataArray(
+        rng.random((k, *shape)),
+        dims=("component", "z", "y", "x"),
+        coords={"component": np.arange(k), "y": np.arange(shape[1]) * 0.05},
+    )
+
+
+def test_correlation_matrix_matches_numpy_and_constant_rows():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((3, 20)), rng.standard_normal((2, 20))
+    expected = np.corrcoef(np.vstack([a, b]))[:3, 3:]
+    np.testing.assert_allclose(correlation_matrix(a, b), expected, atol=1e-12)
+    const = correlation_matrix(np.ones((1, 20)), b)
+    np.testing.assert_array_equal(const, 0.0)
+    with pytest.raises(ValueError, match="same number of columns"):
+        correlation_matrix(a, b[:, :5])
+
+
+def test_match_components_recovers_permutation():
+    a = _maps()
+    perm = np.array([2, 0, 3, 1])
+    b = a.isel(component=perm).assign_coords(component=np.arange(4))
+    table = match_components(a, b)
+    # a's component i is b's component where perm == i
+    np.testing.assert_array_equal(table["a"].to_numpy(), np.arange(4))
+    np.testing.assert_array_equal(table["b"].to_numpy(), np.argsort(perm))
+    np.testing.assert_allclose(table["correlation"], 1.0)
+
+
+def test_match_components_sign_and_dim_b_and_rectangular():
+    a = _maps()
+    b = (-a.isel(component=[3, 1])).rename(component="source")
+    b = b.assign_coords(source=["s0", "s1"])
+    table = match_components(a, b, dim_b="source")
+    assert list(table["a"]) == [1, 3]
+    assert list(table["b"]) == ["s1", "s0"]
+    np.testing.assert_allclose(table["correlation"], -1.0)
+    np.testing.assert_allclose(table["abs_correlation"], 1.0)
+    # signed matching does not prefer anti-correlated pairs
+    signed = match_components(a, b, dim_b="source", absolute=False)
+    assert (signed["correlation"] > -1).all()
+
+
+def test_match_components_time_courses_any_dim_order():
+    rng = np.random.default_rng(2)
+    tc = xr.DataArray(rng.random((50, 3)), dims=("time", "component"))
+    other = tc.isel(component=[1, 2, 0]).transpose("component", "time")
+    table = match_components(tc, other)
+    assert list(table["b"]) == [2, 0, 1]
+
+
+def test_match_components_errors():
+    a = _maps()
+    with pytest.raises(ValueError, match="no 'source' dim"):
+        match_components(a, a, dim_b="source")
+    with pytest.raises(ValueError, match="same non-component dims"):
+        match_components(a, a.isel(y=slice(0, 3)))
+    with pytest.raises(TypeError, match="DataArray"):
+        match_components(a.values, a)
+
+
+def _truth(n_time=120, shape=(1, 8, 6), seed=0):
+    rng = np.random.default_rng(seed)
+    maps = rng.random((3, *shape)) ** 4
+    tcs = rng.random((n_time, 3)) - 0.2
+    sign = np.array([1, -1, 1])
+    tcs[:, 1] = -np.abs(tcs[:, 1])  # a decrease: signed time course below 0
+    return xr.Dataset(
+        {
+            "source_maps": (("source", "z", "y", "x"), maps),
+            "source_timecourses": (("time", "source"), tcs),
+            "source_sign": (("source",), sign),
+        },
+        coords={"source": np.arange(3), "time": np.arange(n_time) * 0.3},
+    )
+
+
+def test_source_recovery_perfect_with_sign_channels():
+    truth = _truth()
+    maps_t = truth["source_maps"].values
+    tcs = truth["source_timecourses"].values
+    order = [2, 0, 1]  # components are a permutation of the sources
+    k_maps = np.zeros((3, 2, *maps_t.shape[1:]))
+    k_tc = np.zeros((tcs.shape[0], 3))
+    for c, s in enumerate(order):
+        ch = 0 if truth["source_sign"].values[s] > 0 else 1
+        k_maps[c, ch] = maps_t[s]
+        k_tc[:, c] = np.abs(tcs[:, s]) if ch else tcs[:, s] + 0.2
+    maps = xr.DataArray(
+        k_maps,
+        dims=("component", "sign", "z", "y", "x"),
+        coords={"component": np.arange(3), "sign": ["pos", "neg"]},
+    )
+    tc = xr.DataArray(k_tc, dims=("time", "component"), coords={"component": np.arange(3)})
+    table = source_recovery(tc, maps, truth)
+    assert list(table["component"]) == [1, 2, 0]
+    np.testing.assert_allclose(table["timecourse_r"], 1.0)
+    np.testing.assert_allclose(table["map_r"], 1.0)
+    # the decrease sits in the neg channel: negative signed map, anti-correlated time course
+    assert table.loc[1, "map_r_signed"] == pytest.approx(-1.0)
+    assert table.loc[1, "timecourse_r_signed"] == pytest.approx(-1.0)
+    assert table["sign_consistent"].all()
+    assert list(table["source_sign"]) == [1, -1, 1]
+
+
+def test_source_recovery_fewer_components_and_errors():
+    truth = _truth()
+    maps = truth["source_maps"].rename(source="component").isel(component=[0, 2])
+    tc = truth["source_timecourses"].rename(source="component").isel(component=[0, 2])
+    table = source_recovery(tc, maps, truth)
+    assert table.loc[1, "component"] == -1
+    assert np.isnan(table.loc[1, "timecourse_r"])
+    assert table.loc[1, "sign_consistent"] is None
+    np.testing.assert_allclose(table.loc[[0, 2], "timecourse_r"], 1.0)
+    with pytest.raises(ValueError, match="frames"):
+        source_recovery(tc.isel(time=slice(0, 10)), maps, truth)
+    with pytest.raises(ValueError, match="source_maps"):
+        source_recovery(tc, maps, truth.drop_vars("source_maps"))
+    with pytest.raises(ValueError, match="match_on"):
+        source_recovery(tc, maps, truth, match_on="voxels")
+    bad_sign = maps.expand_dims(sign=["up", "down"], axis=1)
+    with pytest.raises(ValueError, match="pos"):
+        source_recovery(tc, bad_sign, truth)
