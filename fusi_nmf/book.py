@@ -321,9 +321,10 @@ def execute_notebook(
                 progress_bar=False,
                 log_output=False,
                 request_save_on_cell_execute=False,
-                # ipykernel >= 7 logs a TCP-transport notice at start-up on the parent's
-                # stderr, once per notebook; only real kernel errors are worth showing.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                # The kernel's own log goes to our stderr: ipykernel >= 7 logs a TCP-transport
+                # notice at every start and sometimes a harmless "KeyboardInterrupt caught"
+                # at shutdown. Cell errors reach us through the notebook, not this log.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except PapermillExecutionError as exc:
             failed_copy = None
