@@ -560,9 +560,12 @@ if has_truth and motion is not None:
 ## 2. Source recovery
 
 Each planted source is matched one to one with an NMF component (Hungarian matching on the
-mean of the time-course and map correlations). `tc_r` and `map_r` are the correlations of
-the matched pair; `sign_consistent` says whether the component carries the source with the
-right sign (an activation on the `pos` channel, a deactivation on `neg`).
+mean of the absolute time-course and map correlations). `timecourse_r` and `map_r` are the
+absolute correlations of the matched pair (1 = perfect), `best_*` the best over all
+components (a best far above the matched value means the source was split or merged);
+`sign_consistent` says whether the component's signed contribution (time course times
+`pos - neg` map) rises and falls with the source's: a deactivating source should come out
+on the `neg` channel.
 '''),
         code('''
 from fusi_nmf.metrics import source_recovery
@@ -581,7 +584,7 @@ if has_truth:
     import pandas as pd
 
     table = pd.DataFrame(
-        {f"{mode} NMF": rec["tc_abs_r"] for mode, rec in recovery.items()}
+        {f"{mode} NMF": rec["timecourse_r"] for mode, rec in recovery.items()}
     )
     display(fplot.plot_recovery(table, ylabel="|r| time course vs truth",
                                 title="Recovery of each planted source"))
