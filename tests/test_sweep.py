@@ -1,0 +1,207 @@
+"""Papermill sweeps: records, index, resume, failure isolation, parallel and Dask runs.
+
+Every run executes a real notebook in a real kernel that runs the real pipeline on the
+small simulated recording.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from fusi_nmf.cli import main
+from fusi_nmf.sweep import load_grid_file, load_records, plan_sweep, run_sweep
+
+PARAMETERS = """\
+preset: str = "small"     # simulated preset
+n_components: int = 3     # NMF components
+random_state: int = 0     # NMF seed
+work_dir: str = "work"    # stage cache shared by the runs
+output_dir: str = ""      # set by the sweep: where this run writes its results
+"""
+BODY = """\
+from fusi_nmf.pipeline import Workspace
+
+ws = Workspace(work_dir, preset=preset, n_components=n_components,
+               random_state=random_state, max_iter=200, progress=False)
+if output_dir:
+    ws.run(modes=["temporal"], out_dir=output_dir)
+"""
+
+
+@pytest.fixture(scope="module")
+def notebook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# toy fit"), params, nbformat.v4.new_code_cell(BODY)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path_factory.mktemp("nb") / "fit.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("work"))
+
+
+def _metrics(records: list[dict]) -> dict[str, dict]:
+    return {r["run_id"]: r["metrics"] for r in records}
+
+
+GRID = {"n_components": [2, 3], "random_state": [0, 1]}
+
+
+@pytest.fixture(scope="module")
+def serial_sweep(notebook: Path, work_dir: str, tmp_path_factory) -> tuple[Path, list[dict]]:
+    out = tmp_path_factory.mktemp("serial")
+    records = run_sweep(notebook, GRID, out, {"work_dir": work_dir}, jobs=1, progress=False)
+    return out, records
+
+
+def test_records_and_index_are_written(serial_sweep) -> None:
+    out, records = serial_sweep
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    for rec in records:
+        run_dir = out / "runs" / rec["run_id"]
+        assert (run_dir / "record.json").exists() and (run_dir / "fit.ipynb").exists()
+        assert rec["metrics"]["temporal.n_iter"] >= 1
+        assert rec["metrics"]["temporal.reconstruction_err"] > 0
+        assert Path(rec["outputs"]["maps_temporal"]).exists()
+        assert rec["wall_time_s"] > 0
+    index = pd.read_csv(out / "runs.tsv", sep="\t")
+    assert len(index) == 4 and set(index["status"]) == {"ok"}
+    assert {"n_components", "random_state", "temporal.explained_variance"} <= set(index.columns)
+    # more components fit better, for each seed
+    err = index.set_index(["random_state", "n_components"])["temporal.reconstruction_err"]
+    assert (err.xs(3, level="n_components") < err.xs(2, level="n_components")).all()
+
+
+def test_second_run_does_no_work(serial_sweep, notebook: Path, work_dir: str) -> None:
+    out, records = serial_sweep
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*")}
+    again = run_sweep(notebook, GRID, out, {"work_dir": work_dir}, jobs=1, progress=False)
+    assert _metrics(again) == _metrics(records)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*")} == stamps
+
+
+def test_force_and_missing_runs_are_redone(serial_sweep, notebook: Path, work_dir: str) -> None:
+    out, records = serial_sweep
+    victim = out / "runs" / records[0]["run_id"] / "record.json"
+    victim.unlink()
+    again = run_sweep(notebook, GRID, out, {"work_dir": work_dir}, jobs=1, progress=False)
+    assert victim.exists()
+    assert _metrics(again) == _metrics(records)
+
+
+def test_parallel_jobs_give_the_same_numbers(serial_sweep, notebook, work_dir, tmp_path) -> None:
+    _, records = serial_sweep
+    parallel = run_sweep(notebook, GRID, tmp_path, {"work_dir": work_dir}, jobs=2, progress=False)
+    assert all(r["status"] == "ok" for r in parallel)
+    assert _metrics(parallel) == _metrics(records)
+
+
+def test_a_failing_run_is_recorded_and_others_finish(notebook, work_dir, tmp_path, capsys) -> None:
+    code = main(
+        [
+            "sweep",
+            str(notebook),
+            "-p",
+            "n_components",
+            "0",
+            "3",
+            "-s",
+            "work_dir",
+            work_dir,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1  # exit code = number of failed runs
+    records = {r["parameters"]["n_components"]: r for r in load_records(tmp_path)}
+    assert records[3]["status"] == "ok"
+    failed = records[0]
+    assert failed["status"] == "failed"
+    assert "n_components" in failed["error"] and "ValueError" in failed["error"]
+    assert failed["error_location"].startswith("cell")
+    assert "FAILED" in capsys.readouterr().err
+    index = pd.read_csv(tmp_path / "runs.tsv", sep="\t")
+    assert sorted(index["status"]) == ["failed", "ok"]
+    # a re-run redoes the failed run only
+    stamp = (tmp_path / "runs" / records[3]["run_id"] / "record.json").stat().st_mtime_ns
+    assert (
+        main(
+            [
+                "sweep",
+                str(notebook),
+                "-p",
+                "n_components",
+                "0",
+                "3",
+                "-s",
+                "work_dir",
+                work_dir,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
+    assert (tmp_path / "runs" / records[3]["run_id"] / "record.json").stat().st_mtime_ns == stamp
+
+
+def test_dask_executor_on_a_local_cluster(serial_sweep, notebook, work_dir, tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    _, records = serial_sweep
+    grid = {"n_components": [2], "random_state": [0, 1]}
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        dask_records = run_sweep(
+            notebook,
+            grid,
+            tmp_path,
+            {"work_dir": work_dir},
+            executor="dask",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    assert len(dask_records) == 2 and all(r["status"] == "ok" for r in dask_records)
+    expected = {k: v for k, v in _metrics(records).items() if "n_components-2" in k}
+    assert _metrics(dask_records) == expected
+
+
+def test_plan_rejects_undeclared_parameters(notebook: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no parameter"):
+        plan_sweep(notebook, {"n_comps": [1]}, tmp_path)
+    with pytest.raises(ValueError, match="both swept and fixed"):
+        plan_sweep(notebook, {"n_components": [1]}, tmp_path, {"n_components": 2})
+    with pytest.raises(FileNotFoundError):
+        plan_sweep(tmp_path / "missing.ipynb", {"n_components": [1]}, tmp_path)
+    with pytest.raises(ValueError, match="jobs"):
+        run_sweep(notebook, {"n_components": [1]}, tmp_path, jobs=0)
+    with pytest.raises(ValueError, match="scheduler"):
+        run_sweep(notebook, {"n_components": [1]}, tmp_path, executor="dask")
+
+
+def test_grid_file(tmp_path: Path) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text("parameters:\n  n_components: [4, 6]\nfixed:\n  preset: small\n")
+    assert load_grid_file(path) == ({"n_components": [4, 6]}, {"preset": "small"})
+    path.write_text("n_components: [4, 6]\npreset: small\n")
+    assert load_grid_file(path) == ({"n_components": [4, 6]}, {"preset": "small"})
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_grid_file(path)
