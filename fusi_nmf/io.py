@@ -553,6 +553,10 @@ def load_recording(
     attrs["source_file"] = str(path)
     attrs["affine"] = [float(v) for v in affine.ravel()]
     attrs["affine_source"] = source
+    # A recording inside a fetched dataset carries its citation and licence.
+    from fusi_nmf.datasets import dataset_attrs
+
+    attrs.update(dataset_attrs(path))
     return xr.DataArray(
         values, dims=RECORDING_DIMS, coords=coords, name=RECORDING_NAME, attrs=attrs
     )
