@@ -1,0 +1,254 @@
+"""Tests of the simulated recording (fusi_nmf.simulate) on the small preset."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from fusi_nmf import simulate as S
+from fusi_nmf.simulate import (
+    load_ground_truth,
+    recording_path,
+    simulate_recording,
+    simulated_dataset,
+    write_simulated_dataset,
+)
+
+DX, DY, DZ = 0.1, 0.04832, 0.4
+OFF = {"motion": False, "drift": False, "global_signal": False, "surges": False}
+
+
+@pytest.fixture(scope="module")
+def sim() -> xr.Dataset:
+    return simulate_recording("small", seed=0)
+
+
+def test_same_seed_same_numbers_other_seed_differs(sim):
+    again = simulate_recording("small", seed=0)
+    for name in sim.data_vars:
+        np.testing.assert_array_equal(again[name].values, sim[name].values, err_msg=name)
+    other = simulate_recording("small", seed=1)
+    assert not np.array_equal(other.power_doppler.values, sim.power_doppler.values)
+    assert not np.array_equal(other.source_maps.values, sim.source_maps.values)
+    assert not np.array_equal(other.motion.values, sim.motion.values)
+
+
+def test_switching_an_effect_off_keeps_everything_else(sim):
+    still = simulate_recording("small", seed=0, motion=False)
+    for name in ("baseline", "source_maps", "source_timecourses", "clean", "surge", "drift"):
+        np.testing.assert_array_equal(still[name].values, sim[name].values, err_msg=name)
+    assert (still.motion.values == 0).all()
+    assert not still.motion_events.any()
+
+
+def test_data_model_shape_dtype_coords_time(sim):
+    pd = sim.power_doppler
+    assert pd.name == "power_doppler"
+    assert pd.dims == ("time", "z", "y", "x")
+    assert pd.shape == (300, 1, 48, 40)
+    assert pd.dtype == np.float32
+    t = sim.time.values
+    assert t[0] == pytest.approx(10.608)
+    np.testing.assert_allclose(np.diff(t), 0.3, atol=1e-9)
+    assert sim.time.attrs["units"] == "s"
+    for dim, size in (("x", DX), ("y", DY), ("z", DZ)):
+        assert sim[dim].attrs == {"units": "mm", "voxdim": size}
+        if sim.sizes[dim] > 1:
+            np.testing.assert_allclose(np.diff(sim[dim].values), size, atol=1e-6)
+    assert pd.attrs["repetition_time"] == 0.3
+    assert pd.attrs["delay_after_trigger"] == pytest.approx(10.608)
+    assert sim.source_maps.dims == ("source", "z", "y", "x")
+    assert sim.source_timecourses.dims == ("time", "source")
+    assert sim.motion.dims == ("time", "parameter")
+    assert list(sim.parameter.values) == ["tx", "ty", "rz"]
+    assert sim.clean.dims == pd.dims and sim.baseline.dims == ("z", "y", "x")
+    # the default preset is the real recording's shape (checked without generating it)
+    assert S.PRESETS["default"] == (751, (1, 114, 80))
+
+
+def test_value_range_vessel_dominated_and_positive(sim):
+    base = sim.baseline.values
+    assert 700 < base.min() and np.percentile(base, 5) > 1000
+    assert 1.5e4 < base.max() < 5e4
+    # vessels: a small share of voxels is several times brighter than the median
+    assert np.percentile(base, 99) > 4 * np.median(base)
+    rec = sim.power_doppler.values
+    assert np.isfinite(rec).all() and (rec > 0).all()
+    assert rec.max() < 1e5
+
+
+def test_clean_is_baseline_times_one_plus_sources(sim):
+    maps = sim.source_maps.values.reshape(sim.sizes["source"], -1)
+    tc = sim.source_timecourses.values
+    expect = sim.baseline.values.reshape(1, -1) * (1 + tc @ maps)
+    np.testing.assert_allclose(sim.clean.values.reshape(len(tc), -1), expect, rtol=1e-5)
+    assert (sim.source_maps.values >= 0).all()
+    np.testing.assert_allclose(sim.source_maps.max(("z", "y", "x")).values, 1.0)
+
+
+def test_at_least_one_source_decreases_below_baseline(sim):
+    sign = sim.source_sign.values
+    assert set(np.unique(sign)) == {-1, 1}
+    tc = sim.source_timecourses.values
+    assert (tc[:, sign < 0] <= 0).all() and (tc[:, sign > 0] >= 0).all()
+    neg = int(np.flatnonzero(sign < 0)[0])
+    peak = sim.source_maps.isel(source=neg).argmax(("z", "y", "x"))
+    at_peak = sim.clean.isel(peak).values
+    assert at_peak.min() < 0.85 * float(sim.baseline.isel(peak))
+
+
+def test_motion_present_bounded_with_jumps(sim):
+    m = sim.motion.values
+    vox = np.abs(m[:, :2]) / np.array([DX, DY])
+    assert vox.max() <= 2.0 + 1e-9 and np.abs(m[:, 2]).max() <= 1.0 + 1e-9
+    assert vox.max() > 0.5 and np.abs(m[:, 2]).max() > 0.2
+    # abrupt jumps: frame-to-frame steps far above the slow wander
+    step = np.abs(np.diff(m, axis=0)) / np.array([DX, DY, 1.0])
+    big = (step[:, :2].max(axis=1) > 0.25) | (step[:, 2] > 0.1)
+    assert big.sum() >= 2
+    events = np.flatnonzero(sim.motion_events.values)
+    assert len(events) >= 2
+    # power surges happen at the motion events
+    assert (sim.surge.values[events] > 0.3).all()
+
+
+def test_motion_convention_translation_and_rotation_in_mm():
+    grid = S._Grid((1, 41, 41))
+    img = np.full((1, 41, 41), 1.0)
+    img[0, 20, 30] = 100.0  # 10 voxels = 1.0 mm to +x of the centre
+    frames = np.repeat(img[None], 3, axis=0)
+    params = np.array([[0.2, 0.0, 0.0], [0.0, 2 * DY, 0.0], [0.0, 0.0, 30.0]])
+    out = S._apply_motion(frames, params, grid)
+    # +tx moves content to +x (2 voxels), +ty to +y (2 voxels)
+    assert np.unravel_index(out[0, 0].argmax(), (41, 41)) == (20, 32)
+    assert np.unravel_index(out[1, 0].argmax(), (41, 41)) == (22, 30)
+    # +rz turns +x towards +y, in mm: (1 mm, 0) -> (cos 30, sin 30) mm
+    yy, xx = np.unravel_index(out[2, 0].argmax(), (41, 41))
+    assert xx == 20 + round(np.cos(np.pi / 6) / DX)
+    assert abs(yy - (20 + np.sin(np.pi / 6) / DY)) <= 1
+    assert (out > 0).all()
+
+
+def test_effects_off_recording_is_the_clean_signal():
+    quiet = simulate_recording("small", seed=2, n_frames=60, noise=False, **OFF)
+    np.testing.assert_allclose(quiet.power_doppler.values, quiet.clean.values, rtol=1e-6)
+
+
+def test_three_d_shape_moves_in_plane():
+    vol = simulate_recording("small", seed=0, n_frames=40, shape=(3, 24, 20))
+    assert vol.power_doppler.shape == (40, 3, 24, 20)
+    np.testing.assert_allclose(np.diff(vol.z.values), DZ)
+    assert (vol.power_doppler.values > 0).all()
+    assert (vol.source_maps.max(("y", "x")) > 0).any()
+
+
+def test_planted_sources_recoverable_without_motion_and_drift():
+    """The calibration claim the core NMF test relies on (noise on, motion etc. off)."""
+    from sklearn.decomposition import NMF
+
+    clean = simulate_recording("small", seed=0, **OFF)
+    X = clean.power_doppler.values.reshape(clean.sizes["time"], -1).astype(float)
+    z = (X - X.mean(0)) / X.std(0, ddof=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        W = NMF(10, init="nndsvda", max_iter=400, random_state=0).fit_transform(
+            np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], axis=1)
+        )
+    tc = clean.source_timecourses.values
+    r = np.corrcoef(np.c_[tc, W].T)[: tc.shape[1], tc.shape[1] :]
+    assert (np.abs(r).max(axis=1) >= 0.8).all(), np.abs(r).max(axis=1)
+
+
+def test_written_layout_and_round_trip(tmp_path, sim):
+    from fusi_nmf.io import load_recording
+
+    nii = write_simulated_dataset(tmp_path, sim)
+    stem = "sub-CR022_ses-20201011_task-spontaneous_acq-slice03"
+    assert nii == tmp_path / "sub-CR022" / "ses-20201011" / "fusi" / f"{stem}_pwd.nii.gz"
+    assert nii == recording_path(tmp_path) and nii.exists()
+    side = json.loads(nii.with_name(f"{stem}_pwd.json").read_text())
+    assert side["RepetitionTime"] == 0.3 and side["DelayAfterTrigger"] == pytest.approx(10.608)
+    desc = json.loads((tmp_path / "dataset_description.json").read_text())
+    assert {"Name", "BIDSVersion", "License"} <= set(desc)
+    assert "SIMULATED" in desc["SimulationNote"]
+    gt_file = (
+        tmp_path / "derivatives" / "simulation" / "sub-CR022" / "ses-20201011" / "fusi"
+        / f"{stem}_desc-groundtruth.nc"
+    )
+    assert gt_file.exists()
+    assert not list(tmp_path.rglob("*.part*"))  # atomic writes left no temp files
+
+    rec = load_recording(nii)
+    np.testing.assert_array_equal(rec.values, sim.power_doppler.values)
+    np.testing.assert_allclose(rec.time.values, sim.time.values, atol=1e-6)
+    np.testing.assert_allclose(rec.x.values, sim.x.values, atol=1e-6)
+    np.testing.assert_allclose(rec.y.values, sim.y.values, atol=1e-6)
+    for where in (tmp_path, nii, gt_file):
+        gt = load_ground_truth(where)
+        for name in ("clean", "baseline", "source_maps", "source_timecourses", "source_sign",
+                     "motion", "motion_events"):
+            np.testing.assert_array_equal(gt[name].values, sim[name].values, err_msg=name)
+        assert list(gt.parameter.values) == ["tx", "ty", "rz"]
+
+
+def test_load_ground_truth_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ground truth"):
+        load_ground_truth(tmp_path)
+
+
+def test_cache_hit_and_corrupted_file_regenerates(tmp_path, capsys):
+    root = simulated_dataset("small", seed=0, data_dir=tmp_path, progress=True)
+    assert root == tmp_path / "simulated" / "small-seed0"
+    nii = recording_path(root)
+    manifest = json.loads((root / S.MANIFEST_NAME).read_text())
+    assert nii.relative_to(root).as_posix() in manifest["files"]
+    first = nii.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert simulated_dataset("small", seed=0, data_dir=tmp_path, progress=True) == root
+    assert nii.stat().st_mtime_ns == first  # cache hit: nothing rewritten
+    assert capsys.readouterr().err == ""
+
+    good = nii.read_bytes()
+    nii.write_bytes(good[: len(good) // 2])  # a truncated download / disk error
+    simulated_dataset("small", seed=0, data_dir=tmp_path, progress=True)
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert nii.read_bytes() == good  # regenerated, bit-identical
+
+    S.ground_truth_path(root).unlink()  # partial dataset
+    simulated_dataset("small", seed=0, data_dir=tmp_path, progress=True)
+    assert "missing file" in capsys.readouterr().err
+    assert load_ground_truth(root).sizes["time"] == 300
+
+
+def test_cli_simulate_writes_dataset(tmp_path, capsys):
+    from fusi_nmf.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["simulate", "--preset", "small", "--seed", "3", "--n-frames", "50",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(recording_path(out))
+    assert load_ground_truth(out).sizes["time"] == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"preset": "huge"}, ValueError, "Unknown simulator preset 'huge'"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an integer"),
+        ({"n_frames": 5}, ValueError, "n_frames must be >= 40"),
+        ({"shape": (1, 48)}, ValueError, r"shape must be \(z, y, x\)"),
+        ({"n_sources": 0}, ValueError, "n_sources must be >= 1"),
+        ({"max_rotation_deg": -1}, ValueError, "max_rotation_deg"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    args = {"preset": "small", **kwargs}
+    with pytest.raises(error, match=match):
+        simulate_recording(**args)
