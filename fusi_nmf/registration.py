@@ -181,6 +181,7 @@ class _Grid:
                 zip(self.shape, self.step, self.first, self.centre, strict=True)]
         mesh = np.meshgrid(*axes, indexing="ij")
         self.points = np.stack([m.ravel() for m in mesh], axis=-1)  # (N, d) centred mm
+        self.points_f32 = np.ascontiguousarray(self.points.T, dtype=np.float32)  # (d, N)
 
     def downsample(self) -> _Grid:
         """Grid of a 2x block average along every axis longer than 8 voxels."""
@@ -207,64 +208,51 @@ def _block_mean(images: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _interp_linear(images: np.ndarray, idx: np.ndarray, frame_ids: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(Bi/tri)linear interpolation of a batch of images at index coordinates.
+def _interp_linear(images: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Bi/tri)linear interpolation of a batch of images at voxel index coordinates.
 
     Parameters
     ----------
     images : (B, *S) array
-    idx : (B, N, d) voxel index coordinates (may lie outside the grid)
+    idx : (B, d, N) voxel index coordinates, axis-major (may lie outside the grid)
 
     Returns
     -------
-    values : (B, N) interpolated values; outside points use clamped (nearest-edge)
-        coordinates.
+    values : (B, N) interpolated values (dtype of ``images``); points outside the grid
+        use clamped coordinates, i.e. the nearest edge value.
     inside : (B, N) bool, True where the point lies inside the grid.
     """
     b = images.shape[0]
     shape = images.shape[1:]
     d = len(shape)
-    flat = images.reshape(b, -1)
-    inside = np.ones(idx.shape[:2], dtype=bool)
-    base = np.zeros(idx.shape[:2], dtype=np.intp)
-    lows, fracs, strides = [], [], []
-    stride = 1
-    strides_rev = []
-    for n in reversed(shape):
-        strides_rev.append(stride)
-        stride *= n
-    strides = strides_rev[::-1]
+    npix = int(np.prod(shape))
+    flat = images.reshape(-1)
+    strides = [int(np.prod(shape[ax + 1:])) for ax in range(d)]
+    inside = np.ones((b, idx.shape[2]), dtype=bool)
+    base = np.broadcast_to((np.arange(b, dtype=np.intp) * npix)[:, None], inside.shape).copy()
+    fracs = []
     for ax in range(d):
         n = shape[ax]
-        q = idx[..., ax]
+        q = idx[:, ax]
         inside &= (q >= -1e-6) & (q <= n - 1 + 1e-6)
-        q = np.clip(q, 0.0, n - 1)
-        lo = np.minimum(np.floor(q).astype(np.intp), max(n - 2, 0))
-        fr = (q - lo).astype(images.dtype)
         if n == 1:
-            fr = np.zeros_like(fr)
-        lows.append(lo)
-        fracs.append(fr)
+            fracs.append(None)
+            continue
+        q = np.clip(q, 0.0, n - 1)
+        lo = np.minimum(q.astype(np.intp), n - 2)  # q >= 0, so truncation == floor
+        fracs.append((q - lo).astype(images.dtype))
         base += lo * strides[ax]
-    rows = np.arange(b, dtype=np.intp)[:, None] * flat.shape[1]
-    flat1 = flat.ravel()
-    base += rows
-    out = np.zeros(idx.shape[:2], dtype=images.dtype)
-    for corner in range(2 ** d):
+    axes = [ax for ax in range(d) if fracs[ax] is not None]
+    out = np.zeros(inside.shape, dtype=images.dtype)
+    for corner in range(2 ** len(axes)):
         w = None
         off = 0
-        for ax in range(d):
-            bit = (corner >> (d - 1 - ax)) & 1
-            if shape[ax] == 1 and bit:
-                w = None
-                break
+        for j, ax in enumerate(axes):
+            bit = (corner >> j) & 1
             wa = fracs[ax] if bit else 1 - fracs[ax]
             w = wa if w is None else w * wa
             off += bit * strides[ax]
-        if w is None:
-            continue
-        out += w * flat1[base + off]
+        out += w * flat[base + off]
     return out, inside
 
 
@@ -320,6 +308,24 @@ def _phase_correlation(frames: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Gauss-Newton
+def _index_coords(rot: np.ndarray, trans: np.ndarray, grid: _Grid) -> np.ndarray:
+    """Voxel index coordinates (B, d, N) of the warped reference grid in each frame."""
+    # idx_i = sum_j (R_ij / s_i) p_j + (t_i + c_i - f_i) / s_i, in float32 (fast, and
+    # ~1e-6 voxel rounding is far below the accuracy target)
+    pts = grid.points_f32
+    a = (rot / grid.step[None, :, None]).astype(np.float32)
+    off = ((trans + grid.centre - grid.first) / grid.step).astype(np.float32)
+    d = grid.ndim
+    out = np.empty((rot.shape[0], d, pts.shape[1]), dtype=np.float32)
+    for i in range(d):
+        acc = out[:, i]
+        np.multiply(a[:, i, 0, None], pts[0], out=acc)
+        for j in range(1, d):
+            acc += a[:, i, j, None] * pts[j]
+        acc += off[:, i, None]
+    return out
+
+
 def _gauss_newton(frames: np.ndarray, template: np.ndarray, grid: _Grid, rot: np.ndarray,
                   trans: np.ndarray, *, rigid: bool, max_iter: int, tol: float,
                   radius: float, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray,
@@ -359,46 +365,64 @@ def _gauss_newton(frames: np.ndarray, template: np.ndarray, grid: _Grid, rot: np
     converged = np.zeros(b, dtype=bool)
     n_iter = np.zeros(b, dtype=int)
     offset = np.zeros(b)
+    # last accepted state per frame: a Gauss-Newton step that raises the cost (it can
+    # cycle across the kinks of linear interpolation) is retried at half length
+    best_cost = np.full(b, np.inf)
+    best_rot, best_trans, best_off = rot.copy(), trans.copy(), offset.copy()
+    last_delta = np.zeros((b, k))
+    lam = np.ones(b)
+    eye = np.eye(k)
     active = np.arange(b)
     for _ in range(max_iter):
         if active.size == 0:
             break
-        r_a, t_a = rot[active], trans[active]
-        q = np.einsum("bij,nj->bni", r_a, pts) + t_a[:, None, :]
-        idx = (q + grid.centre - grid.first) / grid.step
+        idx = _index_coords(rot[active], trans[active], grid)
         vals, inside = _interp_linear(frames[active], idx)
         # keep a margin so points near the frame edge (clamped neighbours) do not bias
         for ax in range(d):
             if grid.shape[ax] > 1:
-                inside &= (idx[..., ax] >= margin - 1) & (idx[..., ax] <= shape_arr[ax] - margin)
+                inside &= (idx[:, ax] >= margin - 1) & (idx[:, ax] <= shape_arr[ax] - margin)
         m = (inside & tmask[None, :]).astype(np.float64)
         err = (vals - tval[None, :] - offset[active, None]) * m
-        hess = (m @ outer).reshape(-1, k, k)
-        g = err @ sd
-        hess += np.eye(k) * 1e-9 * np.trace(hess, axis1=1, axis2=2)[:, None, None] / k
-        try:
-            delta = np.linalg.solve(hess, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            delta = np.linalg.lstsq(hess[0], g[0], rcond=None)[0][None] if len(hess) == 1 else \
-                np.stack([np.linalg.lstsq(h, gg, rcond=None)[0] for h, gg in zip(hess, g,
-                                                                                 strict=True)])
+        cost = (err * err).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)
+        worse = cost > best_cost[active] * (1 + 1e-9)
+        ok = ~worse
+        acc, rej = active[ok], active[worse]
+        best_cost[acc] = cost[ok]
+        best_rot[acc], best_trans[acc], best_off[acc] = rot[acc], trans[acc], offset[acc]
+        lam[acc] = 1.0
+        delta = np.zeros((active.size, k))
+        if acc.size:
+            hess = (m[ok] @ outer).reshape(-1, k, k)
+            hess += eye * (1e-9 * np.trace(hess, axis1=1, axis2=2) / k + 1e-300)[:, None, None]
+            g = err[ok] @ sd
+            try:
+                delta[ok] = np.linalg.solve(hess, g[..., None])[..., 0]
+            except np.linalg.LinAlgError:  # a frame with (almost) no overlap
+                delta[ok] = np.stack([np.linalg.lstsq(h, gg, rcond=None)[0]
+                                      for h, gg in zip(hess, g, strict=True)])
+            last_delta[acc] = delta[ok]
+        lam[rej] *= 0.5
+        delta[worse] = lam[rej, None] * last_delta[rej]
         dt = delta[:, :d]
         da = delta[:, d:d + n_rot]
-        offset[active] += delta[:, -1]
+        offset[active] = best_off[active] + delta[:, -1]
         if rigid:
-            angles = np.zeros((len(active), 1 if d == 2 else 3))
+            angles = np.zeros((active.size, 1 if d == 2 else 3))
             angles[:, :n_rot] = da
             r_d = _rotation_array_order(angles, d)
         else:
-            r_d = np.broadcast_to(np.eye(d), (len(active), d, d))
-        # W <- W o W_delta^-1: R' = R R_d^T, t' = t - R R_d^T t_d
-        r_new = np.einsum("bij,bkj->bik", r_a, r_d)
-        t_new = t_a - np.einsum("bij,bj->bi", r_new, dt)
+            r_d = np.broadcast_to(np.eye(d), (active.size, d, d))
+        # W <- W o W_delta^-1 from the last accepted state: R' = R R_d^T, t' = t - R' t_d
+        r_new = np.einsum("bij,bkj->bik", best_rot[active], r_d)
+        t_new = best_trans[active] - np.einsum("bij,bj->bi", r_new, dt)
         rot[active] = r_new
         trans[active] = t_new
         n_iter[active] += 1
         step = np.abs(dt).sum(axis=1) + radius * np.abs(da).sum(axis=1)
         done = step < tol
+        fin = active[done & worse]  # converged on a rejected step: keep the accepted state
+        rot[fin], trans[fin], offset[fin] = best_rot[fin], best_trans[fin], best_off[fin]
         converged[active[done]] = True
         active = active[~done]
     return rot, trans, converged, n_iter
@@ -555,7 +579,7 @@ def register_volumewise(
     progress: bool | None = None,
     max_iter: int = 50,
     tol: float = 1e-4,
-    levels: int = 2,
+    levels: int = 1,
     smooth: float = 0.05,
     window: int = 50,
     fd_radius: float = FD_RADIUS_MM,
@@ -583,8 +607,9 @@ def register_volumewise(
     tol : float, default 1e-4
         A frame has converged when its last update moved it by less than ``tol`` mm
         (translations plus rotations times ``fd_radius``).
-    levels : int, default 2
-        Pyramid levels (1 = full resolution only).
+    levels : int, default 1
+        Pyramid levels (1 = full resolution only; 2 adds a half-resolution level first,
+        for large rotations).
     smooth : float, default 0.05
         Gaussian sigma (mm) applied to the registration feature (not to the output).
     window : int, default 50
@@ -707,8 +732,7 @@ def register_volumewise(
     registered_arr = np.empty(arr.shape, dtype=out_dtype)
     vol_shape = arr.shape[1:]
     for sel in chunks:
-        q = np.einsum("bij,nj->bni", rot[sel], grid0.points) + trans[sel][:, None, :]
-        idx = (q + grid0.centre - grid0.first) / grid0.step
+        idx = _index_coords(rot[sel], trans[sel], grid0)
         src = arr[sel] if is3d else arr[sel][:, 0]
         vals, _ = _interp_linear(src, idx)
         registered_arr[sel] = vals.reshape((len(sel), *vol_shape)).astype(out_dtype)
