@@ -407,29 +407,15 @@ fig
         md('''
 ## How well do the components reconstruct the data?
 
-The **reconstruction error** is the Frobenius norm of X - WH; **explained variance** is the
-fraction of the variance of X captured by WH. With more components the error keeps
-dropping, which alone does not say how many components are meaningful (the model
-selection chapter addresses that). Here: the error of the fits with fewer components,
-computed on the same data (each fit is cached in `work_dir`).
+The **reconstruction error** is the Frobenius norm of the residual X - WH; the
+**explained variance** is the fraction of the variance of X that WH captures. Both improve
+with every added component, so neither alone says how many components are meaningful:
+chapter 6 draws them against `n_components` and discusses the choice.
 '''),
         code('''
 import pandas as pd
 
-ks = sorted({max(1, n_components // 4), max(1, n_components // 2), n_components})
-fits = {k: ws.nmf("temporal", n_components=k) for k in ks}
-errors = pd.DataFrame(
-    {
-        "reconstruction_err": [fits[k].reconstruction_err for k in ks],
-        "explained_variance": [fits[k].explained_variance for k in ks],
-    },
-    index=pd.Index(ks, name="n_components"),
-)
-errors
-'''),
-        code('''
-fig = fplot.plot_error_curve(errors, title="Temporal NMF: error against the number of components")
-fig
+pd.Series(result.summary(), name="temporal NMF").to_frame()
 '''),
         md('''
 ## What to try next
@@ -479,7 +465,9 @@ fig
 Each spatial component is paired with one temporal component (Hungarian matching on the
 correlation of their signed maps `pos - neg`). The heat map shows all correlations, with
 the spatial components reordered so that matched pairs lie on the diagonal; the table lists
-the pairs, with the correlation of their maps (`r`) and of their time courses.
+the pairs, with the correlation of their maps and of their time courses
+(`timecourse_r`). A negative correlation means the pair is the same pattern with the roles
+of `pos` and `neg` swapped.
 '''),
         code('''
 from fusi_nmf.metrics import correlation_matrix, match_components
@@ -491,15 +479,22 @@ fig
         code('''
 signed_t = temporal.maps.sel(sign="pos") - temporal.maps.sel(sign="neg")
 signed_s = spatial.maps.sel(sign="pos") - spatial.maps.sel(sign="neg")
-pairs = match_components(signed_t, signed_s).rename(
-    columns={"a": "temporal", "b": "spatial", "r": "map_r", "abs_r": "map_abs_r"}
-)
+pairs = match_components(signed_t, signed_s).rename(columns={"a": "temporal", "b": "spatial"})
 tc = correlation_matrix(
     temporal.timecourses.transpose("component", "time").values,
     spatial.timecourses.transpose("component", "time").values,
 )
 pairs["timecourse_r"] = [tc[a, b] for a, b in zip(pairs["temporal"], pairs["spatial"], strict=True)]
 pairs.round(3)
+'''),
+        md('''
+The two fits side by side: reconstruction error, explained variance, iterations and fit
+time for the same number of components.
+'''),
+        code('''
+import pandas as pd
+
+pd.DataFrame({"temporal": temporal.summary(), "spatial": spatial.summary()})
 '''),
         md('''
 ## What to try next
