@@ -481,6 +481,7 @@ def plot_components(
     robust: float | None = 0.5,
     title: str | None = None,
     truth: xr.DataArray | None = None,
+    row_labels: Sequence[str] | None = None,
     row_height: float = 1.6,
 ) -> Figure:
     """One row per NMF component: its ``pos`` and ``neg`` maps beside its time course.
@@ -508,6 +509,8 @@ def plot_components(
         Ground-truth time courses ``(time, component)`` matched to these components
         (e.g. from the validation chapter): drawn dashed under each estimate, scaled to
         the estimate.
+    row_labels : sequence of str, optional
+        One label per drawn row (default ``"#<component>"``), e.g. the matched source.
     row_height : float
         Height of one row in inches.
 
@@ -537,6 +540,13 @@ def plot_components(
         )
     if not chosen:
         raise ValueError("components is empty; pass at least one component or None for all.")
+    if row_labels is None:
+        row_labels = [f"#{c}" for c in chosen]
+    elif len(row_labels) != len(chosen):
+        raise ValueError(
+            f"row_labels has {len(row_labels)} labels for {len(chosen)} components; "
+            "give one label per drawn component."
+        )
     signs = list(np.asarray(maps["sign"].values)) if "sign" in maps.dims else [None]
     t, tlabel = _time_values(timecourses)
 
@@ -577,7 +587,7 @@ def plot_components(
             else:
                 ax.tick_params(labelbottom=False)
             if col == 0:
-                ax.set_ylabel(f"#{comp}\n{ylabel}")
+                ax.set_ylabel(f"{row_labels[row]}\n{ylabel}")
             else:
                 ax.tick_params(labelleft=False)
         _colorbar(fig, mappable, axes[row, ncols_maps - 1], "loading")

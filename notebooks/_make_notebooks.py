@@ -597,7 +597,8 @@ if has_truth:
     true_courses = true_courses.rename(source="component")
     true_courses = true_courses.assign_coords(component=list(rec["component"]))
     true_courses = true_courses.assign_coords(time=temporal.timecourses["time"])
-    display(fplot.plot_components(maps, courses, truth=true_courses,
+    labels = [f"source {s} / #{c}" for s, c in zip(rec.index, rec["component"], strict=True)]
+    display(fplot.plot_components(maps, courses, truth=true_courses, row_labels=labels,
                                   title="Temporal NMF components matched to the planted sources"))
 '''),
         md('''

@@ -181,6 +181,10 @@ def test_components_one_row_per_component_pos_neg_and_time_course():
     np.testing.assert_allclose(line_axes[1].lines[0].get_ydata(), tc.sel(component=3).values)
     np.testing.assert_allclose(line_axes[1].lines[0].get_xdata(), tc["time"].values)
     assert line_axes[1].get_xlabel() == "time (s)"
+    labelled = fplot.plot_components(maps, tc, components=[1, 3], row_labels=["a", "b"])
+    assert labelled.axes[0].get_ylabel().startswith("a\n")
+    with pytest.raises(ValueError, match="one label per"):
+        fplot.plot_components(maps, tc, components=[1, 3], row_labels=["a"])
     with pytest.raises(ValueError, match=r"components \[7\]"):
         fplot.plot_components(maps, tc, components=[7])
     with pytest.raises(ValueError, match="dims"):
