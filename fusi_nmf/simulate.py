@@ -57,12 +57,16 @@ random stream (:class:`numpy.random.SeedSequence` children of ``seed``), so
 switching one effect off leaves everything else bit-identical: ``motion=False``
 is "perfect motion correction" of the same recording.
 
-Measured (throwaway temporal NMF on the z-scored pos/neg split, k=10, best
-|r| per true source; see the module's tests and the closing report): without
-motion, drift, global fluctuation and surges every source is recovered with
-|r| >= 0.8; with all effects and no motion correction recovery is poor; with
-the motion removed but drift, global fluctuation and surges left in it is
-moderate.
+Calibration (measured with a plain temporal NMF, k=10, sklearn ``nndsvda``, on
+the per-voxel z-score split into pos/neg channels; each true time course matched
+to its best component by |r|), full-size ``default`` preset, seed 0:
+
+- noise only (``motion=drift=global_signal=surges=False``): mean 0.97, min 0.95
+- everything but motion ("perfect motion correction"): mean 0.59, min 0.29
+- everything (no motion correction): mean 0.29, min 0.15
+
+The ``small`` preset (90 s) gives 0.95 / 0.77 / 0.48 (seed 0) and 0.96 / 0.71 /
+0.34 (seed 1): fewer frames, fewer motion events.
 """
 
 from __future__ import annotations
