@@ -334,6 +334,8 @@ def execute_notebook(
                 shutil.copyfile(tmp, failed_copy)
             raise NotebookExecutionError(source, exc, failed_copy) from exc
         _hide_injected_input(tmp)
+        if failed_dir is not None:  # a stale failure report would mislead
+            (Path(failed_dir) / output.name).unlink(missing_ok=True)
         tmp.chmod(0o644)  # mkstemp makes it private; an executed notebook is a normal file
     return time.perf_counter() - start
 
@@ -341,25 +343,18 @@ def execute_notebook(
 def _select(
     chapters: list[tuple[str, Path, Path]], selection: Sequence[str] | None
 ) -> list[tuple[str, Path, Path]]:
-    """Keep the chapters whose name equals, or starts with, one of ``selection``."""
+    """Keep the chapters whose name starts with one of ``selection`` (``"03"``, a full name)."""
     if not selection:
         return chapters
-    chosen = []
-    for name, source, output in chapters:
-        for wanted in selection:
-            wanted = Path(str(wanted)).name.removesuffix(".ipynb")
-            if name == wanted or name.startswith(f"{wanted}_") or name.startswith(wanted):
-                chosen.append((name, source, output))
-                break
+    stems = [Path(str(wanted)).name.removesuffix(".ipynb") for wanted in selection]
     known = [name for name, _, _ in chapters]
-    for wanted in selection:
-        stem = Path(str(wanted)).name.removesuffix(".ipynb")
+    for wanted, stem in zip(selection, stems, strict=True):
         if not any(name.startswith(stem) for name in known):
             raise ValueError(
                 f"--notebooks {wanted!r} matches no chapter of _toc.yml; "
                 f"choose from {', '.join(known)} (a number prefix such as 03 is enough)"
             )
-    return chosen
+    return [c for c in chapters if any(c[0].startswith(stem) for stem in stems)]
 
 
 def _missing_sources(chapters: list[tuple[str, Path, Path]]) -> None:
@@ -440,7 +435,8 @@ def build_book(
     build: bool = True,
     jobs: int = 1,
     kernel_name: str = KERNEL_NAME,
-    stream: TextIO | None = sys.stdout,
+    verbose: bool = True,
+    stream: TextIO | None = None,
 ) -> BookResult:
     """Execute the book's notebooks with papermill, then build the HTML book.
 
@@ -470,8 +466,10 @@ def build_book(
         (it prepares the data every later one reads), then the rest run in parallel.
     kernel_name : str
         Jupyter kernel name.
-    stream : text stream or None
-        Where the one-line-per-notebook report goes (``None``: silent).
+    verbose : bool
+        Print one line per notebook (and where the HTML is).
+    stream : text stream, optional
+        Where those lines go (default: ``sys.stdout`` at call time).
 
     Returns
     -------
@@ -499,13 +497,18 @@ def build_book(
         raise ValueError(f"{root / '_toc.yml'} lists no chapter under book/")
     result = BookResult(root=root, work_dir=work_dir)
 
+    out = stream if stream is not None else sys.stdout
+
     def say(message: str) -> None:
-        if stream is not None:
-            print(message, file=stream, flush=True)
+        if verbose:
+            print(message, file=out, flush=True)
 
     if execute:
-        _missing_sources(chapters)
-        declared = {name: notebook_parameters(source) for name, source, _ in chapters}
+        selected = _select(chapters, notebooks)
+        _missing_sources(selected)
+        declared = {
+            name: notebook_parameters(source) for name, source, _ in chapters if source.is_file()
+        }
         given: dict[str, Any] = dict(parameters or {})
         shortcuts = {"dataset": dataset, "preset": preset, "n_components": n_components}
         for key, value in shortcuts.items():
@@ -518,14 +521,14 @@ def build_book(
                 f"parameter(s) {', '.join(unknown)} are declared by no notebook; "
                 f"the notebooks take: {', '.join(sorted(known))}"
             )
-        if "dataset" in given and isinstance(given["dataset"], str):
-            candidate = Path(given["dataset"]).expanduser()
-            if candidate.exists():  # a file path: absolute, since kernels run elsewhere
-                given["dataset"] = str(candidate.resolve())
+        dataset_value = given.get("dataset")
+        if isinstance(dataset_value, str) and (
+            os.sep in dataset_value or dataset_value.endswith((".nii", ".nii.gz"))
+        ):  # a file path: make it absolute, since the kernels run in notebooks/
+            given["dataset"] = str(Path(dataset_value).expanduser().resolve())
         given["work_dir"] = str(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
 
-        selected = _select(chapters, notebooks)
         index = {name: i for i, (name, _, _) in enumerate(chapters, start=1)}
         total = len(chapters)
         failed_dir = root / "_build" / "failed"
@@ -579,7 +582,7 @@ def build_book(
                 + "; run `python -m fusi_nmf book` without --no-execute/--notebooks first."
             )
         start = time.perf_counter()
-        result.html_index, result.build_log = build_html(root, stream=stream)
+        result.html_index, result.build_log = build_html(root, stream=out if verbose else None)
         result.build_seconds = time.perf_counter() - start
         say(f"built the HTML book in {result.build_seconds:.1f} s: {result.html_index}")
     return result

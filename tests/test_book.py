@@ -13,7 +13,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -152,7 +151,7 @@ def test_build_tiny_book(tmp_path, monkeypatch):
 
 def test_failing_notebook_keeps_previous_copy(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
-    build_book(root, work_dir=tmp_path / "work", build=False, stream=None)
+    build_book(root, work_dir=tmp_path / "work", build=False, verbose=False)
     good_alpha = (root / "book" / "01_alpha.ipynb").read_bytes()
     good_beta = (root / "book" / "02_beta.ipynb").read_bytes()
 
@@ -174,55 +173,56 @@ def test_failing_notebook_keeps_previous_copy(tmp_path):
     assert any(o.get("ename") == "ValueError" for c in failed.cells for o in c.get("outputs", []))
     assert not list((root / "book").glob(".*"))  # no temporary files left behind
     assert not (root / "_build" / "html").exists()
+    # a later good run replaces the copy and drops the stale failure report
+    build_book(root, work_dir=tmp_path / "work", notebooks=["01"], build=False, verbose=False)
+    assert not err.failed_copy.exists()
 
 
-def test_cli_reports_failure_and_bad_parameters(tmp_path):
+def test_cli_reports_failure_and_bad_parameters(tmp_path, capfd):
+    from fusi_nmf.cli import main
+
     root = _tiny_book(tmp_path / "book_root")
-    cmd = [sys.executable, "-m", "fusi_nmf", "book", "--root", str(root), "--no-build"]
-    work = ["--work-dir", str(tmp_path / "work")]
+    cmd = ["book", "--root", str(root), "--no-build", "--work-dir", str(tmp_path / "work")]
 
-    typo = subprocess.run([*cmd, *work, "-p", "n_compnents", "3"], capture_output=True, text=True)
-    assert typo.returncode == 2
-    assert "n_compnents" in typo.stderr and "declared by no notebook" in typo.stderr
+    assert main([*cmd, "-p", "n_compnents", "3"]) == 2
+    err = capfd.readouterr().err
+    assert "n_compnents" in err and "declared by no notebook" in err
 
-    bad_type = subprocess.run(
-        [*cmd, *work, "-p", "max_iter", "many"], capture_output=True, text=True
-    )
-    assert bad_type.returncode == 2
-    assert "max_iter='many'" in bad_type.stderr and "int" in bad_type.stderr
+    assert main([*cmd, "-p", "max_iter", "many"]) == 2
+    err = capfd.readouterr().err
+    assert "max_iter='many'" in err and "int" in err
 
-    failing = subprocess.run(
-        [*cmd, *work, "--n-components", "-1"], capture_output=True, text=True, timeout=300
-    )
-    assert failing.returncode == 1
-    assert "error: notebook 01_alpha.ipynb failed" in failing.stderr
-    assert "Traceback" not in failing.stderr
+    assert main([*cmd, "--n-components", "-1"]) == 1
+    captured = capfd.readouterr()
+    assert "error: notebook 01_alpha.ipynb failed" in captured.err
+    assert "Traceback" not in captured.err
 
-    only_second = subprocess.run(
-        [*cmd, *work, "--notebooks", "01", "02"], capture_output=True, text=True, timeout=300
-    )
-    assert only_second.returncode == 0, only_second.stderr
-    assert re.findall(r"^\[\d/2\] \S+", only_second.stdout, re.M) == [
+    assert main([*cmd, "--notebooks", "01", "02_beta", "--jobs", "2"]) == 0
+    captured = capfd.readouterr()
+    assert re.findall(r"^\[\d/2\] \S+", captured.out, re.M) == [
         "[1/2] 01_alpha.ipynb",
         "[2/2] 02_beta.ipynb",
     ]
-    assert only_second.stderr == ""  # no kernel start-up chatter
+    assert captured.err == ""  # no kernel start-up chatter
 
 
 def test_build_refuses_unexecuted_chapters(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
     with pytest.raises(FileNotFoundError, match="not been executed yet"):
-        build_book(root, execute=False, stream=None)
+        build_book(root, execute=False, verbose=False)
     with pytest.raises(ValueError, match="matches no chapter"):
-        build_book(root, notebooks=["09"], build=False, stream=None)
+        build_book(root, notebooks=["09"], build=False, verbose=False)
 
 
 def test_warning_fails_the_build(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
-    build_book(root, work_dir=tmp_path / "work", build=False, stream=None)
+    (root / "book").mkdir()
+    for source in (root / "notebooks").glob("*.ipynb"):  # unexecuted copies render too
+        shutil.copy(source, root / "book" / source.name)
+    assert build_book(root, execute=False, verbose=False).html_index.is_file()
     (root / "intro.md").write_text("# Tiny book\n\nA broken reference: {doc}`book/nowhere`.\n")
     with pytest.raises(BookBuildError, match="nowhere"):
-        build_book(root, execute=False, stream=None)
+        build_book(root, execute=False, verbose=False)
 
 
 # --------------------------------------------------------------------------- browser
