@@ -545,8 +545,8 @@ reference image and the undisplaced brain: it measures how well the motion *trac
 recovered, and should be small compared with the voxel size (0.05-0.1 mm).
 '''),
         code('''
-motion = ws.motion()
-if has_truth and motion is not None:
+motion = ws.motion() if has_truth else None
+if motion is not None:
     display(fplot.motion_error_table(motion, truth["motion"]).round(4))
     fig = fplot.plot_motion(motion, truth=truth["motion"], title="Estimated and true motion")
     display(fig)
