@@ -334,7 +334,15 @@ def test_smooth_spatial_bad_parameters():
 
 def test_clean_applies_steps_in_order_with_history():
     data = _sinusoids([0.002, 0.2], n_time=200)
-    out = clean(data, detrend_order=1, high_pass=0.01, smooth_fwhm_mm=0.2, progress=False)
+    out = clean(
+        data,
+        detrend_order=1,
+        high_pass=0.01,
+        smooth_fwhm_mm=0.2,
+        censor_fd=None,
+        censor_dvars=None,
+        progress=False,
+    )
     lines = out.attrs["history"].splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["detrend", "filter_temporal", "smooth_spatial"]
     assert out.dims == data.dims and out.sizes == data.sizes
@@ -345,15 +353,20 @@ def test_clean_censor_fd_drop_and_interpolate():
     data = _sinusoids([0.2], n_time=120)
     fd = xr.DataArray(np.full(120, 0.01), dims="time", coords={"time": data["time"]})
     fd[[30, 31, 90]] = 0.5
-    dropped = clean(data, censor_fd=0.1, censor_method="drop", fd=fd, progress=False)
+    dropped = clean(
+        data, censor_fd=0.1, censor_dvars=None, censor_method="drop", fd=fd, progress=False
+    )
     assert dropped.sizes["time"] == 117
     np.testing.assert_array_equal(
         dropped["time"].values, np.delete(data["time"].values, [30, 31, 90])
     )
     assert dropped.attrs["censored_frames"] == 3
-    interp = clean(data, censor_fd=0.1, fd=fd, progress=False)
+    interp = clean(data, censor_fd=0.1, censor_dvars=None, fd=fd, progress=False)
     assert interp.sizes["time"] == 120 and interp.attrs["censor_method"] == "interpolate"
-    with pytest.raises(ValueError, match="motion="):
-        clean(data, censor_fd=0.1, progress=False)
+    # without motion/fd the FD step is skipped (an unregistered recording)
+    assert (
+        "censor"
+        not in clean(data, censor_fd=0.1, censor_dvars=None, progress=False).attrs["history"]
+    )
     with pytest.raises(ValueError, match="censor_method"):
         clean(data, censor_fd=0.1, fd=fd, censor_method="zap", progress=False)
