@@ -384,7 +384,21 @@ _WARNING_RE = re.compile(r"(WARNING|ERROR|CRITICAL|SEVERE):")
 def build_html(root: str | os.PathLike, *, stream: TextIO | None = None) -> tuple[Path, str]:
     """Run ``jupyter-book build`` on ``root`` (HTML, warnings are errors).
 
-    Returns the path of ``_build/html/index.html`` and the build log.
+    Every page is re-read (``--all``) so warnings of unchanged pages are reported too.
+
+    Parameters
+    ----------
+    root : path
+        Book root (``_config.yml``, ``_toc.yml``); the HTML goes to ``root/_build/html``.
+    stream : text stream, optional
+        Where to print the full build log if the build fails.
+
+    Returns
+    -------
+    index : Path
+        ``root/_build/html/index.html``.
+    log : str
+        The build's stdout and stderr.
 
     Raises
     ------
