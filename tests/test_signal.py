@@ -370,3 +370,48 @@ def test_clean_censor_fd_drop_and_interpolate():
     )
     with pytest.raises(ValueError, match="censor_method"):
         clean(data, censor_fd=0.1, fd=fd, censor_method="zap", progress=False)
+
+
+# ----------------------------------------------------------------- recovery (issue 8)
+
+
+def test_default_clean_chain_improves_source_recovery_on_small_preset():
+    """Registered small recordings, k=10: clean() defaults + brain mask vs registration only.
+
+    Averaged over three simulation seeds because a single NMF run moves by ~0.1 with
+    small perturbations; measured when written (hals solver): mean time-course |r|
+    +0.19 (temporal) / +0.15 (spatial), map |r| about +0.3 in both modes.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fusi_nmf.decomposition import NMF
+    from fusi_nmf.metrics import source_recovery
+    from fusi_nmf.qc import brain_mask
+    from fusi_nmf.registration import register_volumewise
+    from fusi_nmf.simulate import simulate_recording
+
+    gains = {(mode, what): [] for mode in ("temporal", "spatial") for what in ("tc", "map")}
+    for seed in (0, 1, 2):
+        sim = simulate_recording("small", seed=seed)
+        registered, motion = register_volumewise(sim["power_doppler"], progress=False)
+        mask = brain_mask(registered)
+        cleaned = clean(registered, motion=motion, mask=mask, progress=False)
+        assert cleaned.sizes == registered.sizes
+        for mode in ("temporal", "spatial"):
+            scores = []
+            for data, m in ((registered, None), (cleaned, mask)):
+                model = NMF(n_components=10, mode=mode, random_state=0, mask=m)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    tc = model.fit_transform(split_sign(standardize(data)))
+                table = source_recovery(tc, model.maps_, sim)
+                scores.append((table["timecourse_r"].mean(), table["map_r"].mean()))
+            gains[mode, "tc"].append(scores[1][0] - scores[0][0])
+            gains[mode, "map"].append(scores[1][1] - scores[0][1])
+    mean = {key: float(np.mean(v)) for key, v in gains.items()}
+    assert mean["temporal", "tc"] >= 0.05, mean
+    assert mean["spatial", "tc"] >= 0.0, mean
+    assert mean["temporal", "map"] >= 0.1, mean
+    assert mean["spatial", "map"] >= 0.1, mean
