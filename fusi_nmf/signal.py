@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "CLEAN_DEFAULTS",
     "append_history",
     "clean",
     "detrend",
@@ -39,6 +40,7 @@ __all__ = [
     "smooth_spatial",
     "split_sign",
     "standardize",
+    "voxel_size",
 ]
 
 STANDARDIZE_METHODS = ("zscore", "psc")
