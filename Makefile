@@ -23,5 +23,14 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	FUSI_NMF_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS)
 
+# Execute every chapter notebook with papermill into book/, then build _build/html.
+# Parameters pass through: make book DATASET=nunez-elizalde-2022 N_COMPONENTS=8
+book: $(STAMP)
+	$(PY) -m fusi_nmf book \
+		$(if $(DATASET),--dataset $(DATASET)) \
+		$(if $(PRESET),--preset $(PRESET)) \
+		$(if $(N_COMPONENTS),--n-components $(N_COMPONENTS)) \
+		$(BOOK_ARGS)
+
 clean:
 	rm -rf _build book/*.ipynb
