@@ -5,6 +5,8 @@
   components), e.g. two runs, two modes, or two seeds.
 * :func:`source_recovery` scores estimated components against the ground truth
   of a simulated recording (:func:`fusi_nmf.simulate.simulate_recording`).
+* :func:`compare_decompositions` scores NMF, PCA and FastICA on the same
+  standardized recording against that ground truth.
 
 Correlations are Pearson correlations computed in float64 over every element
 of the flattened arrays; a constant array has correlation 0 with anything
@@ -18,7 +20,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["correlation_matrix", "match_components", "source_recovery"]
+__all__ = ["compare_decompositions", "correlation_matrix", "match_components", "source_recovery"]
 
 
 def correlation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -264,3 +266,146 @@ def source_recovery(
             }
         )
     return pd.DataFrame(rows).set_index("source")
+
+
+def _component_maps(values: np.ndarray, like: xr.DataArray) -> xr.DataArray:
+    """``(k, n_voxels)`` rows as maps ``(component, <spatial dims of like>)``."""
+    space = tuple(d for d in like.dims if d != "time")
+    coords = {d: like[d] for d in space if d in like.coords}
+    coords["component"] = np.arange(values.shape[0])
+    return xr.DataArray(
+        values.reshape(values.shape[0], *(like.sizes[d] for d in space)),
+        dims=("component", *space),
+        coords=coords,
+    )
+
+
+def _component_timecourses(values: np.ndarray, like: xr.DataArray) -> xr.DataArray:
+    return xr.DataArray(
+        values,
+        dims=("time", "component"),
+        coords={"time": like["time"].values, "component": np.arange(values.shape[1])},
+    )
+
+
+def compare_decompositions(
+    standardized: xr.DataArray,
+    truth: xr.Dataset,
+    n_components: int,
+    random_state: int = 0,
+    *,
+    max_iter: int = 500,
+) -> pd.DataFrame:
+    """Recovery of the planted sources by NMF, PCA and FastICA on the same input.
+
+    All three start from the same standardized recording ``(time, z, y, x)`` (e.g.
+    :meth:`fusi_nmf.pipeline.Workspace.standardized`), reshaped to a matrix
+    ``X`` (time, voxels), with the same number of components:
+
+    * **NMF**: temporal-mode :class:`fusi_nmf.decomposition.NMF` on the pos/neg split of
+      ``X`` (:func:`fusi_nmf.signal.split_sign`); time courses are its ``W``
+      (time, component), maps its ``pos - neg`` loadings.
+    * **PCA**: :class:`sklearn.decomposition.PCA` on ``X`` (frames are samples); time
+      courses are the scores ``fit_transform(X)`` (time, component), maps the rows of
+      ``components_``.
+    * **FastICA**: :class:`sklearn.decomposition.FastICA` (``whiten="unit-variance"``,
+      frames are samples, i.e. temporally independent components); time courses are the
+      estimated sources ``fit_transform(X)`` (time, component), maps the columns of
+      ``mixing_``.
+
+    Each method is scored with :func:`source_recovery` with ``match_on="timecourse"``:
+    sources and components are paired one to one (Hungarian algorithm) on the absolute
+    Pearson correlation of their time courses, and the value reported is that ``|r|``.
+    The absolute value makes the score blind to the arbitrary sign of PCA and ICA
+    components (and to NMF putting a decrease on its ``neg`` channel). A source left
+    without a component (``n_components`` below the number of sources) scores 0.
+
+    Parameters
+    ----------
+    standardized : xarray.DataArray
+        z-scored recording with a ``time`` dim (finite values).
+    truth : xarray.Dataset
+        Ground truth of the simulated recording (``source_timecourses``,
+        ``source_maps``), e.g. :meth:`Workspace.ground_truth`.
+    n_components : int
+        Components of every method.
+    random_state : int
+        Seed of NMF's and FastICA's initialisation and PCA's randomized solver.
+    max_iter : int
+        Iteration limit of NMF and FastICA.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per planted source (index ``source``), float columns ``"NMF"``, ``"PCA"``
+        and ``"FastICA"``: the matched time-course ``|r|`` in [0, 1]. ``attrs`` record
+        the matched component of each method (``"components"``) and whether the
+        iterative methods converged (``"converged"``).
+    """
+    import warnings
+
+    from sklearn.decomposition import PCA, FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fusi_nmf.decomposition import NMF
+    from fusi_nmf.signal import split_sign
+
+    if not isinstance(standardized, xr.DataArray) or "time" not in standardized.dims:
+        raise TypeError(
+            "standardized must be an xarray.DataArray with a 'time' dim "
+            "(e.g. Workspace.standardized()), got "
+            f"{type(standardized).__name__} {getattr(standardized, 'dims', '')}."
+        )
+    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer):
+        raise TypeError(f"n_components must be an integer, got {n_components!r}.")
+    space = tuple(d for d in standardized.dims if d != "time")
+    X = np.asarray(standardized.transpose("time", *space).values, dtype=np.float64)
+    X = X.reshape(X.shape[0], -1)
+    if not np.isfinite(X).all():
+        raise ValueError(
+            "standardized has NaN or infinite values; standardize the recording first."
+        )
+    if not 1 <= n_components <= min(X.shape):
+        raise ValueError(
+            f"n_components={n_components} must be between 1 and {min(X.shape)} "
+            f"(frames x voxels = {X.shape})."
+        )
+
+    fits: dict[str, tuple[xr.DataArray, xr.DataArray]] = {}
+    converged: dict[str, bool] = {}
+    nmf = NMF(n_components=n_components, mode="temporal", max_iter=max_iter,
+              random_state=random_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tc = nmf.fit_transform(split_sign(standardized))
+    fits["NMF"] = (tc, nmf.maps_)
+    converged["NMF"] = bool(nmf.converged_)
+
+    pca = PCA(n_components=n_components, random_state=random_state)
+    scores = pca.fit_transform(X)
+    fits["PCA"] = (
+        _component_timecourses(scores, standardized),
+        _component_maps(pca.components_, standardized),
+    )
+
+    ica = FastICA(n_components=n_components, whiten="unit-variance", max_iter=max_iter,
+                  random_state=random_state)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        sources = ica.fit_transform(X)
+    converged["FastICA"] = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    fits["FastICA"] = (
+        _component_timecourses(sources, standardized),
+        _component_maps(ica.mixing_.T, standardized),
+    )
+
+    columns, matched = {}, {}
+    for method, (timecourses, maps) in fits.items():
+        table = source_recovery(timecourses, maps, truth, match_on="timecourse")
+        columns[method] = table["timecourse_r"].fillna(0.0).astype(float)
+        matched[method] = [int(c) for c in table["component"]]
+    out = pd.DataFrame(columns)
+    out.index.name = "source"
+    out.attrs = {"components": matched, "converged": converged,
+                 "score": "matched time-course |r|"}
+    return out

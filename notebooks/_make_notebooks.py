@@ -1,4 +1,4 @@
-"""Write the teaching notebooks of the fusi-nmf book (chapters 01-05 and 07).
+"""Write the teaching notebooks of the fusi-nmf book (chapters 01-07).
 
 The notebooks are authored here as Python so that they stay reviewable in diffs, are
 committed without outputs, and carry exactly one cell tagged ``parameters``. Run
@@ -6,7 +6,8 @@ committed without outputs, and carry exactly one cell tagged ``parameters``. Run
     python notebooks/_make_notebooks.py
 
 after editing, and commit the regenerated ``*.ipynb`` together with this file.
-Chapter 06 (model selection) is written by the sweep tooling, not here.
+Chapter 06 (model selection) launches a papermill sweep of chapter 04 through
+:func:`fusi_nmf.selection.component_sweep`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ NMF_PARAMS = '''\
 n_components: int = 10  # number of NMF components
 max_iter: int = 500  # maximum number of NMF iterations
 random_state: int = 0  # seed of the NMF initialisation'''
+
+OUTPUT_PARAMS = '''\
+output_dir: str = ""  # set by sweeps: folder for maps, time courses, summary.json; "" -> none'''
+
+
+def save_cell(mode: str) -> str:
+    """The cell that saves the fit when a sweep (or the reader) sets ``output_dir``."""
+    return f'''\
+if output_dir:
+    saved = ws.run(modes=["{mode}"], out_dir=output_dir)
+    print(f"saved the {mode} fit to {{output_dir}}: {{', '.join(sorted(saved['outputs']))}}")
+else:
+    print("output_dir is empty: nothing saved (set it to keep the maps and time courses)")'''
 
 SETUP = '''\
 %matplotlib inline
@@ -375,6 +389,17 @@ Components are ordered by how much of the data they explain.
 '''
 
 
+SAVE_TEXT = '''
+## Saving the fit
+
+With `output_dir` set, the fit is written there: the maps as NIfTI, the time courses as a
+TSV table and a `summary.json` with the parameters and fit metrics. This is how chapter 6
+uses chapter 4: a papermill **sweep** runs the notebook once per `n_components` and
+`random_state` (`python -m fusi_nmf sweep notebooks/04_temporal_nmf.ipynb
+-p n_components 4 6 8 -p random_state 0 1`), each run saving into its own folder.
+'''
+
+
 def chapter_04() -> list[nbformat.NotebookNode]:
     return [
         md('''
@@ -394,7 +419,7 @@ coordinates of each frame in that basis. This is the classical "parts-based"
 reading of NMF: maps are sparse, additive parts of the images.
 '''),
         params_intro("04_temporal_nmf.ipynb"),
-        parameters_cell(DATA_PARAMS, PREP_PARAMS, NMF_PARAMS),
+        parameters_cell(DATA_PARAMS, PREP_PARAMS, NMF_PARAMS, OUTPUT_PARAMS),
         code(SETUP),
         code(workspace_cell(nmf=True)),
         code('''
@@ -421,6 +446,8 @@ import pandas as pd
 
 pd.Series(result.summary(), name="temporal NMF").to_frame()
 '''),
+        md(SAVE_TEXT),
+        code(save_cell("temporal")),
         md('''
 ## What to try next
 
@@ -449,7 +476,7 @@ temporal mode looks for spatially distinct parts, spatial mode for temporally di
 patterns. When both modes find the same component, it is a robust feature of the data.
 '''),
         params_intro("05_spatial_nmf.ipynb"),
-        parameters_cell(DATA_PARAMS, PREP_PARAMS, NMF_PARAMS),
+        parameters_cell(DATA_PARAMS, PREP_PARAMS, NMF_PARAMS, OUTPUT_PARAMS),
         code(SETUP),
         code(workspace_cell(nmf=True)),
         code('''
@@ -500,6 +527,8 @@ import pandas as pd
 
 pd.DataFrame({"temporal": temporal.summary(), "spatial": spatial.summary()})
 '''),
+        md(SAVE_TEXT),
+        code(save_cell("spatial")),
         md('''
 ## What to try next
 
@@ -508,6 +537,206 @@ pd.DataFrame({"temporal": temporal.summary(), "spatial": spatial.summary()})
 * Compare the explained variance of both modes for the same `n_components`.
 * Chapter 6 asks how many components to keep; chapter 7 checks everything against the
   simulated ground truth.
+'''),
+    ]
+
+
+SELECTION_PARAMS = '''\
+max_iter: int = 500  # maximum number of NMF iterations of every fit
+ks: list = [4, 6, 8, 10, 12, 16]  # numbers of components to compare (one sweep run each per seed)
+seeds: list = [0, 1]  # NMF seeds per k (stability across seeds needs at least two)
+sweep_jobs: int = 2  # sweep runs in parallel (one kernel and one BLAS thread each)
+sweep_notebook: str = ""  # notebook the sweep runs; "" -> the repository's 04_temporal_nmf.ipynb'''
+
+
+def chapter_06() -> list[nbformat.NotebookNode]:
+    return [
+        md('''
+# 6. How many components?
+
+NMF needs the number of components *k* up front, and nothing in the fit says whether it
+was right: with too few components distinct regions merge, with too many real sources
+split into fragments and noise gets components of its own. This chapter compares *k*
+with four views, each answering a different question:
+
+1. **Fit** (elbow): how much better does the reconstruction get with every added
+   component?
+2. **Prediction** (bi-cross-validation): does the extra component predict data it has
+   not seen, or only fit noise?
+3. **Reproducibility**: do the same components come back with another seed, and from
+   another half of the recording?
+4. **Truth** (simulated recording only): which *k* recovers the planted sources best?
+
+The fits come from a real **papermill sweep**: chapter 4's notebook is executed once per
+`n_components` in `ks` and `random_state` in `seeds`, every run in its own kernel, saving
+its maps, time courses and metrics to its own folder. The command-line equivalent is
+
+```
+python -m fusi_nmf sweep notebooks/04_temporal_nmf.ipynb \\
+    -p n_components 4 6 8 -p random_state 0 1 --jobs 2
+```
+
+Runs that already completed are skipped, so re-running this chapter is cheap.
+'''),
+        params_intro("06_model_selection.ipynb"),
+        parameters_cell(DATA_PARAMS, PREP_PARAMS, SELECTION_PARAMS),
+        code(SETUP + '''
+import pandas as pd
+
+from fusi_nmf import selection
+from fusi_nmf.plotting_selection import plot_model_selection'''),
+        code(workspace_cell(nmf=False)),
+        md('''
+## The sweep
+
+`selection.component_sweep` runs chapter 4 for every (`n_components`, `random_state`)
+pair with the data parameters of this chapter and the shared `work_dir`, so every run
+reuses the cached preprocessing. Each row below is one executed notebook.
+'''),
+        code('''
+sweep_dir = selection.component_sweep(
+    work_dir,
+    ks,
+    seeds,
+    notebook=sweep_notebook or None,
+    jobs=sweep_jobs,
+    dataset=dataset,
+    preset=preset,
+    seed=seed,
+    data_dir=data_dir,
+    registration=registration,
+    cleaning=cleaning,
+    standardize=standardize,
+    max_iter=max_iter,
+)
+runs = selection.sweep_table(sweep_dir)
+runs[["n_components", "random_state", "reconstruction_err", "explained_variance",
+      "n_iter", "converged", "wall_time_s"]].round(4)
+'''),
+        md('''
+## 1. The elbow: fit against k
+
+The reconstruction error falls and the explained variance rises with every component,
+by construction: a model with more components can always fit at least as well. What
+matters is the shape: a bend (the "elbow") where adding components stops paying off
+much. An elbow is a hint, not a test: it is often soft, and noise can always be fit.
+'''),
+        code('''
+by_k = runs.groupby("n_components")[["reconstruction_err", "explained_variance"]].mean()
+fig = fplot.plot_error_curve(by_k, title="Temporal NMF fit against the number of components")
+fig
+'''),
+        md('''
+## 2. Held-out error: bi-cross-validation
+
+**Bi-cross-validation** (Owen & Perry, 2009) holds out a block of the data matrix and
+asks the model to predict it. Frames and voxels are each split in two; NMF is fit on one
+quarter `D`; the held-out quarter `A` is predicted from the time courses estimated on
+the same frames in the other voxels (`B`) and the maps estimated on the same voxels at
+other frames (`C`). Unlike the training error, the held-out error stops falling (or
+rises) once extra components only fit noise. Because neighbouring frames and voxels
+share noise (slow haemodynamics, spatial smoothing), whole runs of 20 frames and 0.5 mm
+tiles are held out together, and both `pos`/`neg` channels of a voxel stay on the same
+side.
+'''),
+        code('''
+bicv = selection.bicv_curve(ws.split(), ks, block_frames=20, block_mm=0.5, max_iter=200)
+fig = fplot.plot_error_curve(bicv.set_index("n_components")[["heldout_error"]],
+                             title="Held-out error (bi-cross-validation)")
+fig
+'''),
+        md('''
+## 3. Reproducibility
+
+**Across seeds**: for every *k*, the maps of the runs with different `random_state` are
+matched one to one (Hungarian algorithm on map correlations) and the matched
+correlations averaged. NMF starts from an SVD-based initialisation (`nndsvda`), so the
+seed only perturbs it slightly: a value near 1 says the fit is reproducible run to run,
+not that the components are real.
+
+**Across halves of the recording**, a harder test: NMF is fit on the first and on the
+second half of the frames separately, and the two sets of maps matched the same way.
+Components that describe the recording, not one stretch of its noise, reappear in both
+halves.
+'''),
+        code('''
+fits = selection.load_sweep_fits(sweep_dir)
+stab = selection.stability(fits)
+halves = selection.split_half_stability(ws.split(), ks, max_iter=200)
+reproducibility = stab.merge(halves, on="n_components")
+fig = plot_model_selection(reproducibility, ["stability", "split_half", "split_half_min"],
+                           thresholds={"stability": 0.8, "split_half": 0.8},
+                           title="Reproducibility of the maps")
+fig
+'''),
+        md('''
+## 4. Recovery of the planted sources
+
+On the simulated recording the true sources are known: for every *k* (averaged over
+seeds), each planted source is matched to one component and the correlation of their
+time courses and maps measured (a source left without a component scores 0). On real
+data this check is skipped.
+'''),
+        code('''
+truth = ws.ground_truth()
+if truth is not None:
+    recovery = selection.recovery_by_k(fits, truth)
+    n_sources = truth.sizes["source"]
+    fig = plot_model_selection(recovery, ["timecourse_r", "map_r", "timecourse_r_min"],
+                               title=f"Recovery of the {n_sources} planted sources")
+    display(fig)
+else:
+    recovery = None
+    print(f"dataset={dataset!r} has no ground truth: source recovery is skipped.")
+'''),
+        md('''
+## The recommendation
+
+The rule (`selection.recommend_k`): the **held-out error** picks the candidates, every *k*
+within 1 % of its minimum (shaded below); among them the **smallest** *k* whose maps are
+reproducible across halves of the recording (split-half correlation of at least 0.8)
+wins, or the smallest candidate if none is. Smaller is preferred because components that
+predict unseen data no better only split real sources or fit noise. When the held-out
+error is still falling at the largest *k* tried, the recommendation is the edge of the
+range: extend `ks` to see where it flattens.
+'''),
+        code('''
+table = (by_k.reset_index()
+         .merge(bicv[["n_components", "heldout_error"]], on="n_components")
+         .merge(reproducibility, on="n_components"))
+if recovery is not None:
+    table = table.merge(recovery, on="n_components")
+choice = selection.recommend_k(table, stability_column="split_half", stability_threshold=0.8)
+columns = ["explained_variance", "heldout_error", "split_half"]
+columns += ["timecourse_r"] if recovery is not None else []
+fig = plot_model_selection(table, columns, recommended=choice["n_components"],
+                           candidates=choice["candidates"], thresholds={"split_half": 0.8},
+                           title="Choosing the number of components")
+display(fig)
+table.round(4)
+'''),
+        code('''
+k = choice["n_components"]
+print(f"Recommended n_components: {k}")
+print(choice["reason"] + ".")
+if recovery is not None:
+    row = recovery.set_index("n_components").loc[k]
+    best = recovery.loc[recovery["timecourse_r"].idxmax()]
+    print(f"On this simulated recording, k={k} recovers the planted time courses with mean "
+          f"|r| = {row['timecourse_r']:.2f}; the best k in the sweep for that is "
+          f"{int(best['n_components'])} (|r| = {best['timecourse_r']:.2f}).")
+'''),
+        md('''
+## What to try next
+
+* Run chapters 4, 5 and 7 with the recommended `n_components`
+  (`python -m fusi_nmf book -p n_components K`).
+* Extend `ks` (e.g. up to 24) when the held-out error is still falling at the end of the
+  range, or add seeds; only the new runs are computed.
+* Run the sweep yourself on other data:
+  `python -m fusi_nmf sweep notebooks/04_temporal_nmf.ipynb -p n_components 4 8 12
+  -p random_state 0 1 -s dataset nunez-elizalde-2022 --jobs 2`, then
+  `selection.sweep_table("sweep")`.
 '''),
     ]
 
@@ -611,21 +840,23 @@ if has_truth:
 PCA finds orthogonal components ordered by variance; ICA (FastICA) finds statistically
 independent time courses. Neither is constrained to be non-negative, so their maps mix
 positive and negative loadings freely, and their sign is arbitrary. The comparison uses
-the same z-scored input and the same number of components.
+the same z-scored input and the same number of components (NMF on its pos/neg split,
+PCA and FastICA on the z-scores directly, frames as samples). Each planted source is
+paired one to one with a component of each method on the absolute correlation of their
+time courses, and the bars show that |r|: blind to the arbitrary sign of PCA and ICA.
 '''),
         code('''
 import fusi_nmf.metrics as metrics
 
-if has_truth and hasattr(metrics, "compare_decompositions"):
+if has_truth:
     comparison = metrics.compare_decompositions(
         ws.standardized(), truth, n_components=n_components, random_state=random_state
     )
     display(comparison.round(3))
-    display(fplot.plot_recovery(comparison.select_dtypes("number"),
+    display(fplot.plot_recovery(comparison, ylabel="|r| time course vs truth",
                                 title="NMF, PCA and FastICA: recovery per planted source"))
-elif has_truth:
-    print("fusi_nmf.metrics.compare_decompositions is not available in this version: "
-          "the PCA/ICA comparison is skipped.")
+else:
+    print("No ground truth: the NMF/PCA/FastICA comparison is skipped.")
 '''),
         md('''
 ## What to try next
@@ -644,6 +875,7 @@ CHAPTERS = {
     "03_standardization.ipynb": chapter_03,
     "04_temporal_nmf.ipynb": chapter_04,
     "05_spatial_nmf.ipynb": chapter_05,
+    "06_model_selection.ipynb": chapter_06,
     "07_validation.ipynb": chapter_07,
 }
 

@@ -1,0 +1,86 @@
+"""Figures of the model-selection chapter: every criterion against ``n_components``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from fusi_nmf.plotting import TEXTCOLOR, _new_figure, _style_axes, _styled
+
+__all__ = ["plot_model_selection"]
+
+_LABELS = {
+    "reconstruction_err": "reconstruction error",
+    "explained_variance": "explained variance",
+    "heldout_error": "held-out error (bi-CV)",
+    "stability": "seed stability",
+    "split_half": "split-half reproducibility",
+    "timecourse_r": "source recovery |r|",
+    "map_r": "source map recovery |r|",
+}
+
+
+@_styled
+def plot_model_selection(
+    table: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    *,
+    recommended: int | None = None,
+    candidates: Sequence[int] = (),
+    thresholds: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One panel per criterion against ``n_components``, the recommended ``k`` marked.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per ``k``: column ``n_components`` plus the criteria.
+    columns : sequence of str, optional
+        Criteria to draw (default: every numeric column but ``n_components``).
+    recommended : int, optional
+        The chosen ``k``: a vertical line on every panel.
+    candidates : sequence of int
+        ``k`` values shaded as candidates (e.g. within tolerance of the best held-out error).
+    thresholds : mapping, optional
+        ``{column: value}``: a horizontal dotted line (e.g. the stability threshold).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not isinstance(table, pd.DataFrame) or "n_components" not in table.columns:
+        raise ValueError("table must be a DataFrame with an 'n_components' column")
+    table = table.sort_values("n_components")
+    if columns is None:
+        columns = [c for c in table.select_dtypes("number").columns if c != "n_components"]
+    missing = [c for c in columns if c not in table.columns]
+    if missing or not columns:
+        raise ValueError(f"columns {missing or columns} not in table ({list(table.columns)})")
+    x = np.asarray(table["n_components"], dtype=float)
+    fig = _new_figure(6.0, 1.8 * len(columns) + 0.6)
+    axes = fig.subplots(len(columns), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, column in zip(axes, columns, strict=True):
+        for k in candidates:
+            ax.axvspan(k - 0.5, k + 0.5, color="#d6eaf8", zorder=0)
+        ax.plot(x, np.asarray(table[column], dtype=float), color="#1a5276", marker="o",
+                markersize=4, linewidth=1.2)
+        if thresholds and column in thresholds:
+            ax.axhline(thresholds[column], color="#7f8c8d", linestyle=":", linewidth=1)
+        if recommended is not None:
+            ax.axvline(recommended, color="#c0392b", linestyle="--", linewidth=1.2)
+        ax.set_ylabel(_LABELS.get(column, column.replace("_", " ")))
+        ax.grid(True, color="#dddddd", linewidth=0.5)
+        _style_axes(ax)
+    axes[-1].set_xlabel("n_components")
+    axes[-1].set_xticks(x)
+    if recommended is not None:
+        axes[0].set_title(f"recommended k = {recommended} (dashed)", fontsize=9)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
+    return fig
