@@ -270,13 +270,17 @@ def _spline_coefficients(images: np.ndarray) -> np.ndarray:
 
 
 def _interp_cubic(coeffs: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cubic B-spline interpolation (frame by frame) with the interface of
-    :func:`_interp_linear`; ``coeffs`` from :func:`_spline_coefficients`."""
+    """Cubic B-spline interpolation with the interface of :func:`_interp_linear`.
+
+    ``coeffs`` from :func:`_spline_coefficients` (mirror boundary). Frame by frame
+    with :func:`scipy.ndimage.map_coordinates` (measured faster than a vectorised
+    4^d-gather version: ~2.6 s vs ~5.5 s for the whole 751-frame registration).
+    """
     shape = coeffs.shape[1:]
     inside = np.ones((coeffs.shape[0], idx.shape[2]), dtype=bool)
-    hi = (np.asarray(shape, np.float32) - 1)[:, None]
     for ax, n in enumerate(shape):
         inside &= (idx[:, ax] >= -1e-6) & (idx[:, ax] <= n - 1 + 1e-6)
+    hi = (np.asarray(shape, np.float32) - 1)[:, None]
     out = np.empty(inside.shape, dtype=np.float32)
     for b in range(coeffs.shape[0]):
         q = np.clip(idx[b], 0.0, hi)
