@@ -14,7 +14,8 @@ ground-truth motion (tx, ty in mm, rz in degrees, same convention as the estimat
   frames, defaults), wall time of the whole call;
 * SimpleITK: the reference implementation's per-frame registration, configured as it
   is: ``Euler2DTransform`` centred on the field of view, correlation metric, plain
-  gradient descent (learning rate ``--sitk-lr``, 100 iterations), scales from
+  gradient descent (fixed learning rate ``--sitk-lr`` = 0.01, no automatic
+  learning-rate estimation, 100 iterations), scales from
   physical shift, linear interpolator, physical spacing/origin set, on the raw power;
   fixed image = the same template as ours (temporal median of the same low-motion
   stretch). With ``--frames N < n_frames`` it runs on N evenly spaced frames and the
@@ -84,7 +85,12 @@ def _sitk_register(data: xr.DataArray, template: np.ndarray, frames: np.ndarray,
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsCorrelation()
         reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetOptimizerAsGradientDescent(learningRate=lr, numberOfIterations=100)
+        # fixed learning rate (no automatic estimation): with lr=0.01 most frames end
+        # at the 100-iteration cap and rotation is under-corrected by ~0.12 degree RMS,
+        # the behaviour reported for the reference implementation
+        reg.SetOptimizerAsGradientDescent(
+            learningRate=lr, numberOfIterations=100,
+            estimateLearningRate=sitk.ImageRegistrationMethod.Never)
         reg.SetOptimizerScalesFromPhysicalShift()
         reg.SetInitialTransform(tr, inPlace=True)
         reg.Execute(fixed, moving)
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="default", choices=["default", "small"])
     parser.add_argument("--frames", type=int, default=None,
                         help="SimpleITK on this many evenly spaced frames (default: all)")
-    parser.add_argument("--sitk-lr", type=float, default=1.0,
+    parser.add_argument("--sitk-lr", type=float, default=0.01,
                         help="gradient-descent learning rate of the SimpleITK baseline")
     parser.add_argument("--threads", type=int, default=2, help="SimpleITK threads")
     parser.add_argument("--no-sitk", action="store_true", help="skip the SimpleITK baseline")
