@@ -582,14 +582,14 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
 # --------------------------------------------------------------------------- chain
 
 #: Defaults of :func:`clean`, chosen from ``benchmarks/measure_cleaning.py`` on the
-#: full-size simulated recording (k=10, seed 0; the script writes the table, e.g. to
-#: ``benchmarks/results/cleaning_default.md``). Mean matched time-course |r| after
-#: registration alone: 0.40 (temporal mode) / 0.35 (spatial). Single steps move it by
-#: -0.09..+0.25 and NMF alone moves by ~0.1 under small perturbations, so single-step
-#: rows are indicative only; the chain detrend 1 + high-pass 0.01 Hz (slow drift) +
-#: FD > 0.05 mm / DVARS > 4 robust z censoring by interpolation (surges at motion
-#: events) + 0.2 mm FWHM smoothing (speckle) + brain mask reaches 0.80 / 0.80
-#: (maps 0.40 -> 0.90). A 0.03 Hz high-pass alone scores higher than 0.01 Hz on this
+#: full-size simulated recording (k=10, seeds 0-2; the script writes the table, e.g.
+#: ``--out benchmarks/results/cleaning_default.tsv`` and ``.md``). Mean matched
+#: time-course |r| after registration alone: 0.28 (temporal mode) / 0.27 (spatial),
+#: with a seed-to-seed s.d. of ~0.1, so single-step rows are indicative only. Single
+#: steps move it by -0.03..+0.33; the chain detrend 1 + high-pass 0.01 Hz (slow drift)
+#: + FD > 0.05 mm / DVARS > 4 robust z censoring by interpolation (surges at motion
+#: events) + 0.2 mm FWHM smoothing (speckle) + brain mask reaches 0.76 / 0.80 (maps
+#: 0.28 -> 0.88 / 0.91). A 0.03 Hz high-pass alone scores higher than 0.01 Hz on this
 #: simulator, but it also removes slow true activity (sources here have events ~14 s
 #: apart), so the conventional 0.01 Hz is kept. Global-signal regression is left off
 #: (it also removes widespread true activity, see :func:`regress_global`).
