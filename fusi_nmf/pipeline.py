@@ -34,6 +34,7 @@ import xarray as xr
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
+from fusi_nmf.signal import CLEAN_DEFAULTS
 
 __all__ = ["NMFResult", "PipelineConfig", "Workspace", "run_pipeline"]
 
@@ -66,7 +67,24 @@ class PipelineConfig:
     transform : str
         ``"rigid"`` or ``"translation"``.
     cleaning : bool
-        Apply the default cleaning chain (:func:`fusi_nmf.signal.clean`) before z-scoring.
+        Apply the cleaning chain (:func:`fusi_nmf.signal.clean`) before z-scoring; the
+        steps below are its settings (0 or None switches a step off). Defaults are
+        :data:`fusi_nmf.signal.CLEAN_DEFAULTS`, chosen from the recovery measurement in
+        ``benchmarks/measure_cleaning.py``.
+    detrend_order : int
+        Polynomial detrending order.
+    high_pass : float
+        High-pass cut-off in Hz (zero-phase Butterworth).
+    censor_fd : float
+        Censor (interpolate) frames whose framewise displacement exceeds this, in mm.
+    censor_dvars : float
+        Censor frames whose DVARS exceeds this robust z-score.
+    smooth_fwhm_mm : float
+        Gaussian spatial smoothing FWHM in mm.
+    global_regression : bool
+        Regress out the global signal (off by default: it can create anticorrelations).
+    brain_mask : bool
+        Fit NMF only inside an intensity/variance brain mask (:func:`fusi_nmf.qc.brain_mask`).
     standardize : str
         ``"zscore"`` or ``"psc"``.
     n_components, max_iter, random_state : int
@@ -81,6 +99,13 @@ class PipelineConfig:
     reference: str | int = "median"
     transform: str = "rigid"
     cleaning: bool = True
+    detrend_order: int | None = CLEAN_DEFAULTS["detrend_order"]
+    high_pass: float | None = CLEAN_DEFAULTS["high_pass"]
+    censor_fd: float | None = CLEAN_DEFAULTS["censor_fd"]
+    censor_dvars: float | None = CLEAN_DEFAULTS["censor_dvars"]
+    smooth_fwhm_mm: float | None = CLEAN_DEFAULTS["smooth_fwhm_mm"]
+    global_regression: bool = bool(CLEAN_DEFAULTS["global_regression"])
+    brain_mask: bool = False
     standardize: str = "zscore"
     n_components: int = 10
     max_iter: int = 500
@@ -108,6 +133,29 @@ class PipelineConfig:
             bad("standardize", f"must be one of {STANDARDIZE_METHODS}")
         if not (self.reference == "median" or isinstance(self.reference, int | np.integer)):
             bad("reference", "must be 'median' or a frame index")
+        for name in ("high_pass", "censor_fd", "censor_dvars", "smooth_fwhm_mm"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                bad(name, "must be a non-negative number (0 or None switches the step off)")
+        if self.detrend_order is not None and (
+            isinstance(self.detrend_order, bool)
+            or not isinstance(self.detrend_order, int | np.integer)
+            or self.detrend_order < 0
+        ):
+            bad("detrend_order", "must be a non-negative integer (0 or None: no detrending)")
+
+    def cleaning_settings(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`fusi_nmf.signal.clean` (0 -> step off)."""
+        return {
+            "detrend_order": self.detrend_order or None,
+            "high_pass": self.high_pass or None,
+            "censor_fd": self.censor_fd or None,
+            "censor_dvars": self.censor_dvars or None,
+            "smooth_fwhm_mm": self.smooth_fwhm_mm or None,
+            "global_regression": bool(self.global_regression),
+        }
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> PipelineConfig:
@@ -399,17 +447,18 @@ class Workspace:
             params |= {"reference": cfg.reference, "transform": cfg.transform}
         if upto in ("cleaned", "standardized", "nmf"):
             params["cleaning"] = cfg.cleaning
-            if cfg.cleaning:  # new defaults must not reuse an old cleaned cache
-                from fusi_nmf.signal import CLEAN_DEFAULTS
-
-                params["cleaning_defaults"] = dict(CLEAN_DEFAULTS)
+            if cfg.cleaning:
+                params["cleaning_settings"] = cfg.cleaning_settings()
         if upto in ("standardized", "nmf"):
             params["standardize"] = cfg.standardize
+        if upto in ("cleaned", "standardized", "nmf"):
+            params["brain_mask"] = cfg.brain_mask
         return params
 
     def cleaned(self) -> xr.DataArray:
         """Registered recording after the default cleaning chain (unchanged if off)."""
-        if not self.config.cleaning:
+        cfg = self.config
+        if not cfg.cleaning:
             return self.registered()
         from fusi_nmf.signal import clean
 
@@ -421,8 +470,24 @@ class Workspace:
             "cleaned",
             self._stage_params("cleaned"),
             upstream,
-            lambda inputs: clean(inputs[0], motion=inputs[1], progress=self.progress),
+            lambda inputs: clean(
+                inputs[0],
+                motion=inputs[1],
+                mask=self.mask(),
+                progress=self.progress,
+                **cfg.cleaning_settings(),
+            ),
         )
+
+    def mask(self) -> xr.DataArray | None:
+        """Boolean brain mask ``(z, y, x)`` of the registered recording (None if off)."""
+        if not self.config.brain_mask:
+            return None
+        if "mask" not in self._memo:
+            from fusi_nmf.qc import brain_mask
+
+            self._memo["mask"] = brain_mask(self.registered())
+        return self._memo["mask"]
 
     def standardized(self) -> xr.DataArray:
         """Each voxel standardized over time (z-score by default)."""
@@ -465,7 +530,7 @@ class Workspace:
         def compute(split: xr.DataArray) -> xr.Dataset:
             from fusi_nmf.decomposition import NMF
 
-            model = NMF(mode=mode, **settings)
+            model = NMF(mode=mode, mask=self.mask(), **settings)
             start = time.perf_counter()
             timecourses = model.fit_transform(split)
             seconds = time.perf_counter() - start
@@ -601,7 +666,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--standardize", default="zscore", choices=list(STANDARDIZE_METHODS))
     p.add_argument("--no-registration", action="store_true", help="skip motion correction")
     p.add_argument("--transform", default="rigid", choices=list(TRANSFORMS))
-    p.add_argument("--no-cleaning", action="store_true", help="skip the cleaning chain")
+    p.add_argument("--no-cleaning", action="store_true", help="skip the whole cleaning chain")
+    clean_group = p.add_argument_group(
+        "cleaning steps (0 switches a step off; defaults from benchmarks/measure_cleaning.py)"
+    )
+    clean_group.add_argument("--detrend-order", type=int, default=CLEAN_DEFAULTS["detrend_order"])
+    clean_group.add_argument(
+        "--high-pass", type=float, default=CLEAN_DEFAULTS["high_pass"], metavar="HZ"
+    )
+    clean_group.add_argument(
+        "--censor-fd",
+        type=float,
+        default=CLEAN_DEFAULTS["censor_fd"],
+        metavar="MM",
+        help="interpolate frames with framewise displacement above this",
+    )
+    clean_group.add_argument(
+        "--censor-dvars",
+        type=float,
+        default=CLEAN_DEFAULTS["censor_dvars"],
+        metavar="Z",
+        help="interpolate frames with DVARS above this robust z-score",
+    )
+    clean_group.add_argument(
+        "--smooth-fwhm-mm", type=float, default=CLEAN_DEFAULTS["smooth_fwhm_mm"], metavar="MM"
+    )
+    clean_group.add_argument(
+        "--global-regression", action="store_true", help="regress out the global signal"
+    )
+    p.add_argument("--brain-mask", action="store_true", help="fit NMF inside a brain mask only")
     p.add_argument("--work-dir", default="work", help="cache folder for stages (default ./work)")
     p.add_argument("--out", default="results", help="output folder (default ./results)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -623,6 +716,13 @@ def _cli_run(args: argparse.Namespace) -> int:
         registration=not args.no_registration,
         transform=args.transform,
         cleaning=not args.no_cleaning,
+        detrend_order=args.detrend_order,
+        high_pass=args.high_pass,
+        censor_fd=args.censor_fd,
+        censor_dvars=args.censor_dvars,
+        smooth_fwhm_mm=args.smooth_fwhm_mm,
+        global_regression=args.global_regression,
+        brain_mask=args.brain_mask,
         standardize=args.standardize,
         n_components=args.n_components,
         max_iter=args.max_iter,

@@ -135,3 +135,30 @@ def test_run_command_reports_a_missing_file(tmp_path: Path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert "nope_pwd.nii.gz" in err
+
+
+def test_cleaning_settings_reach_the_chain(tmp_path: Path, small_recording_path: Path) -> None:
+    default = Workspace(tmp_path, progress=False, **SMALL).cleaned()
+    assert "high-pass" in default.attrs["history"] or "0.01" in default.attrs["history"]
+    off = Workspace(
+        tmp_path,
+        progress=False,
+        high_pass=0,
+        smooth_fwhm_mm=0,
+        censor_fd=0,
+        censor_dvars=0,
+        **SMALL,
+    ).cleaned()
+    assert off.attrs["history"].count("\n") < default.attrs["history"].count("\n")
+    assert len(list(tmp_path.glob("cleaned-*.nc"))) == 2  # different settings, different cache
+    with pytest.raises(ValueError, match="high_pass"):
+        Workspace(tmp_path, high_pass=-1.0, **SMALL)
+
+
+def test_brain_mask_option(tmp_path: Path, small_recording_path: Path) -> None:
+    ws = Workspace(tmp_path, progress=False, brain_mask=True, **SMALL)
+    mask = ws.mask()
+    assert mask.dims == ("z", "y", "x") and mask.dtype == bool and mask.any()
+    result = ws.nmf("temporal")
+    outside = result.maps.where(~mask).fillna(0)
+    assert float(abs(outside).max()) == 0.0
