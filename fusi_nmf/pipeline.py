@@ -43,6 +43,7 @@ CACHE_VERSION = 1
 MODES = ("temporal", "spatial")
 STANDARDIZE_METHODS = ("zscore", "psc")
 TRANSFORMS = ("rigid", "translation")
+NMF_INITS = ("nndsvda", "nndsvd", "nndsvdar", "random")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class PipelineConfig:
         ``"zscore"`` or ``"psc"``.
     n_components, max_iter, random_state : int
         NMF settings.
+    init : str
+        NMF initialisation: ``"nndsvda"`` (deterministic SVD-based, the default) or
+        ``"random"`` (seed-dependent: use it to measure stability across seeds).
     """
 
     dataset: str = "simulated"
@@ -110,6 +114,7 @@ class PipelineConfig:
     n_components: int = 10
     max_iter: int = 500
     random_state: int = 0
+    init: str = "nndsvda"
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
@@ -127,6 +132,8 @@ class PipelineConfig:
             bad("n_components", "must be >= 1")
         if self.max_iter < 1:
             bad("max_iter", "must be >= 1")
+        if self.init not in NMF_INITS:
+            bad("init", f"must be one of {NMF_INITS}")
         if self.transform not in TRANSFORMS:
             bad("transform", f"must be one of {TRANSFORMS}")
         if self.standardize not in STANDARDIZE_METHODS:
@@ -511,19 +518,20 @@ class Workspace:
     def nmf(self, mode: str = "temporal", **nmf_params: Any) -> NMFResult:
         """Fit NMF in ``mode`` ("temporal" or "spatial") on the pos/neg split data.
 
-        ``nmf_params`` override ``n_components``, ``max_iter`` and ``random_state``
-        for this call (e.g. in a sweep over k inside one notebook).
+        ``nmf_params`` override ``n_components``, ``max_iter``, ``random_state`` and
+        ``init`` for this call (e.g. in a sweep over k inside one notebook).
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not one of {MODES}")
         cfg = self.config
-        unknown = set(nmf_params) - {"n_components", "max_iter", "random_state"}
+        unknown = set(nmf_params) - {"n_components", "max_iter", "random_state", "init"}
         if unknown:
             raise ValueError(f"Unknown NMF parameter(s) {sorted(unknown)}")
         settings = {
             "n_components": cfg.n_components,
             "max_iter": cfg.max_iter,
             "random_state": cfg.random_state,
+            "init": cfg.init,
         } | nmf_params
         models: dict[str, Any] = {}
 
@@ -663,6 +671,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="temporal", choices=["temporal", "spatial", "both"])
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--random-state", type=int, default=0)
+    p.add_argument(
+        "--init",
+        default="nndsvda",
+        choices=list(NMF_INITS),
+        help="NMF initialisation (random: seed-dependent)",
+    )
     p.add_argument("--standardize", default="zscore", choices=list(STANDARDIZE_METHODS))
     p.add_argument("--no-registration", action="store_true", help="skip motion correction")
     p.add_argument("--transform", default="rigid", choices=list(TRANSFORMS))
@@ -727,6 +741,7 @@ def _cli_run(args: argparse.Namespace) -> int:
         n_components=args.n_components,
         max_iter=args.max_iter,
         random_state=args.random_state,
+        init=args.init,
     )
     for mode, res in summary["results"].items():
         print(

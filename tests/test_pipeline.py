@@ -162,3 +162,13 @@ def test_brain_mask_option(tmp_path: Path, small_recording_path: Path) -> None:
     result = ws.nmf("temporal")
     outside = result.maps.where(~mask).fillna(0)
     assert float(abs(outside).max()) == 0.0
+
+
+def test_random_init_depends_on_the_seed(tmp_path: Path, small_recording_path: Path) -> None:
+    ws = Workspace(tmp_path, progress=False, init="random", **SMALL)
+    a, b = ws.nmf("temporal", random_state=0), ws.nmf("temporal", random_state=1)
+    assert not np.array_equal(a.maps.values, b.maps.values)
+    again = Workspace(tmp_path, progress=False, init="random", **SMALL).nmf("temporal")
+    np.testing.assert_array_equal(a.maps.values, again.maps.values)
+    with pytest.raises(ValueError, match="init"):
+        Workspace(tmp_path, init="svd", **SMALL)
