@@ -415,3 +415,15 @@ def test_default_clean_chain_improves_source_recovery_on_small_preset():
     assert mean["spatial", "tc"] >= 0.0, mean
     assert mean["temporal", "map"] >= 0.1, mean
     assert mean["spatial", "map"] >= 0.1, mean
+
+
+def test_packaged_cleaning_measurement_is_readable() -> None:
+    from fusi_nmf.signal import CLEAN_DEFAULTS, cleaning_recovery_table
+
+    table = cleaning_recovery_table()
+    assert {"raw", "registered", "default chain"} <= set(table.index)
+    assert {"temporal_timecourse_r", "spatial_timecourse_r"} <= set(table.columns)
+    # the shipped numbers belong to the shipped defaults
+    assert f"'high_pass': {CLEAN_DEFAULTS['high_pass']}" in table.attrs["note"]
+    gain = table.loc["default chain"] - table.loc["registered"]
+    assert gain["temporal_timecourse_r"] >= 0.05 and gain["spatial_timecourse_r"] >= 0
