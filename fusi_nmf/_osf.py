@@ -45,6 +45,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from fusi_nmf._util import file_digest
+
 OSF_API_URL = "https://api.osf.io/v2"
 OSF_DOWNLOAD_URL = "https://osf.io/download"
 API_ENV_VAR = "FUSI_NMF_OSF_API"
@@ -236,13 +238,9 @@ def fetch_index(
     return _get_json(session, link, f"{folder}/{index_name}", md5=md5)
 
 
-def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def md5sum(path: str | os.PathLike) -> str:
+    """Hex md5 of a file (OSF's checksum)."""
+    return file_digest(path, "md5")
 
 
 def part_path(dest: Path, md5: str) -> Path:

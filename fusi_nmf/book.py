@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from papermill.exceptions import PapermillExecutionError
 
 from fusi_nmf._atomic import atomic_path
+from fusi_nmf._util import temporary_environ
 
 __all__ = [
     "BookBuildError",
@@ -242,17 +243,8 @@ def _kernel_environment() -> Iterator[None]:
     no ``MPLBACKEND``: a non-inline backend such as ``Agg`` would make the notebooks'
     figures disappear from the book.
     """
-    saved = {key: os.environ.get(key) for key in ("FUSI_NMF_PROGRESS", "MPLBACKEND")}
-    os.environ["FUSI_NMF_PROGRESS"] = "0"
-    os.environ.pop("MPLBACKEND", None)
-    try:
+    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _hide_injected_input(path: Path) -> None:

@@ -34,6 +34,7 @@ import xarray as xr
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
+from fusi_nmf._util import file_digest
 from fusi_nmf.signal import CLEAN_DEFAULTS
 
 __all__ = ["NMFResult", "PipelineConfig", "Workspace", "run_pipeline"]
@@ -208,14 +209,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _ATTRS_KEY = "fusi_nmf_attrs_json"
 
 
@@ -277,7 +270,7 @@ class _Cache:
         checksum = path.with_suffix(".sha256")
         if not (path.exists() and checksum.exists()):
             return None
-        if _file_sha256(path) != checksum.read_text().strip():
+        if file_digest(path) != checksum.read_text().strip():
             status(f"  cache entry {path.name} failed its checksum; recomputing")
             return None
         with xr.open_dataset(path, engine="scipy") as ds:
@@ -287,7 +280,7 @@ class _Cache:
         path = self.path(stage, key)
         with _atomic.atomic_path(path) as tmp:
             _to_dataset(obj).to_netcdf(tmp, engine="scipy")
-        _atomic.write_text(path.with_suffix(".sha256"), _file_sha256(path) + "\n")
+        _atomic.write_text(path.with_suffix(".sha256"), file_digest(path) + "\n")
         return path
 
 

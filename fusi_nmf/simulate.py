@@ -72,7 +72,6 @@ The ``small`` preset (90 s) gives 0.95 / 0.77 / 0.48 (seed 0) and 0.96 / 0.71 /
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -88,6 +87,7 @@ from fusi_nmf import __version__
 from fusi_nmf._atomic import atomic_path, write_json
 from fusi_nmf._paths import data_home
 from fusi_nmf._progress import status
+from fusi_nmf._util import file_digest
 
 __all__ = [
     "FIRST_ONSET_S",
@@ -953,14 +953,6 @@ def load_ground_truth(path: str | os.PathLike) -> xr.Dataset:
 # --------------------------------------------------------------------------- cache
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _manifest_files(root: Path) -> list[Path]:
     nii = recording_path(root)
     return [
@@ -989,7 +981,7 @@ def _verify(root: Path, preset: str, seed: int) -> str | None:
         f = root / rel
         if not f.exists():
             return f"missing file {rel}"
-        if _sha256(f) != digest:
+        if file_digest(f) != digest:
             return f"checksum mismatch for {rel}"
     if not meta.get("files"):
         return "empty manifest"
@@ -1042,7 +1034,7 @@ def simulated_dataset(
     else:
         status(f"generating simulated dataset {preset!r} (seed {seed}) in {root}", progress)
     write_simulated_dataset(root, preset=preset, seed=seed, progress=progress)
-    files = {f.relative_to(root).as_posix(): _sha256(f) for f in _manifest_files(root)}
+    files = {f.relative_to(root).as_posix(): file_digest(f) for f in _manifest_files(root)}
     write_json(
         root / MANIFEST_NAME,
         {

@@ -38,6 +38,7 @@ from typing import Any
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
+from fusi_nmf._util import temporary_environ
 
 __all__ = ["RunSpec", "expand_grid", "load_records", "run_sweep"]
 
@@ -144,27 +145,30 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         parameters.setdefault("output_dir", str(run_dir))
     unknown = sorted(set(parameters) - declared)
     start = time.perf_counter()
-    env_backup = {k: os.environ.get(k) for k in (*THREAD_ENV, "JUPYTER_RUNTIME_DIR")}
     try:
         if unknown:
             raise ValueError(
                 f"parameter(s) {unknown} are not declared in {spec.notebook}'s parameters "
                 f"cell (declared: {sorted(declared)})"
             )
-        with tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime:
-            os.environ.update(THREAD_ENV)
-            os.environ["JUPYTER_RUNTIME_DIR"] = runtime
-            os.environ.setdefault("FUSI_NMF_PROGRESS", "0")
-            with _atomic.atomic_path(executed) as tmp:
-                pm.execute_notebook(
-                    spec.notebook,
-                    str(tmp),
-                    parameters=parameters,
-                    kernel_name=spec.kernel_name,
-                    progress_bar=False,
-                    execution_timeout=spec.timeout,
-                    cwd=str(Path(spec.notebook).resolve().parent),
-                )
+        with (
+            tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime,
+            temporary_environ(
+                **THREAD_ENV,
+                JUPYTER_RUNTIME_DIR=runtime,
+                FUSI_NMF_PROGRESS=os.environ.get("FUSI_NMF_PROGRESS", "0"),
+            ),
+            _atomic.atomic_path(executed) as tmp,
+        ):
+            pm.execute_notebook(
+                spec.notebook,
+                str(tmp),
+                parameters=parameters,
+                kernel_name=spec.kernel_name,
+                progress_bar=False,
+                execution_timeout=spec.timeout,
+                cwd=str(Path(spec.notebook).resolve().parent),
+            )
         record["status"] = "ok"
         record.update(_metrics_from_outputs(run_dir))
     except Exception as exc:  # recorded, not raised: one failure never stops a sweep
@@ -172,12 +176,6 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         record["error"] = f"{type(exc).__name__}: {_first_line(exc)}"
         record["error_location"] = _error_location(exc)
         record["traceback"] = traceback.format_exc(limit=5)[-4000:]
-    finally:
-        for key, value in env_backup.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     _atomic.write_json(run_dir / RECORD, record)
     return record
