@@ -36,6 +36,7 @@ __all__ = [
     "metadata_table",
     "motion_error_table",
     "plot_before_after",
+    "plot_cleaning_effect",
     "plot_component_match",
     "plot_components",
     "plot_distributions",
@@ -1201,6 +1202,117 @@ def plot_recovery(
     _style_axes(ax)
     if title:
         ax.set_title(title)
+    return fig
+
+
+_MODE_STYLE = {
+    "temporal": {"color": "#1a5276", "marker": "o"},
+    "spatial": {"color": "#c0392b", "marker": "s"},
+}
+_METRIC_LABELS = {"timecourse_r": "time-course |r|", "map_r": "map |r|"}
+
+
+@_styled
+def plot_cleaning_effect(
+    table: pd.DataFrame,
+    *,
+    rows: Sequence[str] | None = None,
+    metrics: Sequence[str] = ("timecourse_r", "map_r"),
+    modes: Sequence[str] = ("temporal", "spatial"),
+    reference: str | None = "registered",
+    title: str | None = None,
+) -> Figure:
+    """How source recovery moves with each preprocessing condition (a dot plot).
+
+    One panel per metric (time-course and map correlation with the planted sources), one
+    row per condition (top to bottom in table order), one dot per NMF mode. The
+    ``reference`` condition's values are dotted vertical lines (one per mode, in its
+    colour), so the distance of a dot from its line is what the condition gains or
+    loses against the reference. Standard deviations (columns
+    ``{mode}_{metric}_sd``, e.g. over simulator seeds) are drawn as error bars when the
+    table has them.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Indexed by condition, with columns ``{mode}_{metric}``, e.g.
+        :func:`fusi_nmf.signal.cleaning_recovery_table`.
+    rows : sequence of str, optional
+        Conditions to draw, in this order (default: every row of ``table``).
+    metrics : sequence of str
+        Metric suffixes, one panel each.
+    modes : sequence of str
+        NMF modes, one dot per row each (colours: temporal blue circles, spatial red
+        squares).
+    reference : str or None
+        Condition the others are compared with (``None``: no reference lines).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``table`` is not a DataFrame.
+    ValueError
+        A requested row, reference or ``{mode}_{metric}`` column is missing.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}.")
+    rows = list(table.index if rows is None else rows)
+    missing_rows = [r for r in rows if r not in table.index]
+    if reference is not None and reference not in table.index:
+        missing_rows.append(reference)
+    if missing_rows or not rows:
+        raise ValueError(
+            f"conditions {missing_rows or rows} not in the table index ({list(table.index)})."
+        )
+    columns = [f"{mode}_{metric}" for metric in metrics for mode in modes]
+    missing = [c for c in columns if c not in table.columns]
+    if missing or not columns:
+        raise ValueError(
+            f"columns {missing or columns} not in table (columns: {list(table.columns)}); "
+            "expected one '{mode}_{metric}' column per mode and metric."
+        )
+    n_rows = len(rows)
+    fig = _new_figure(3.0 * len(metrics) + 2.2, 0.32 * n_rows + 1.3)
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    y = np.arange(n_rows, dtype=float)
+    offsets = (np.arange(len(modes)) - (len(modes) - 1) / 2) * 0.22
+    values_all = table.loc[rows, columns].to_numpy(dtype=float)
+    hi = max(1.0, float(np.nanmax(values_all)) * 1.05)
+    for ax, metric in zip(axes, metrics, strict=True):
+        for offset, mode in zip(offsets, modes, strict=True):
+            style = _MODE_STYLE.get(mode, {"color": "#1e8449", "marker": "D"})
+            column = f"{mode}_{metric}"
+            values = table.loc[rows, column].to_numpy(dtype=float)
+            sd_column = f"{column}_sd"
+            xerr = table.loc[rows, sd_column].to_numpy(dtype=float) if (
+                sd_column in table.columns) else None
+            if reference is not None:
+                ref = float(table.loc[reference, column])
+                ax.axvline(ref, color=style["color"], linestyle=":", linewidth=1.0)
+            ax.errorbar(values, y + offset, xerr=xerr, fmt=style["marker"],
+                        color=style["color"], markersize=5, elinewidth=0.8, capsize=2,
+                        label=f"{mode} NMF")
+        ax.set_xlim(0.0, hi)
+        ax.set_xlabel(_METRIC_LABELS.get(metric, metric.replace("_", " ")))
+        ax.grid(True, axis="x", color="#dddddd", linewidth=0.5)
+        _style_axes(ax)
+    axes[0].set_yticks(y, [str(r) for r in rows])
+    axes[0].set_ylim(n_rows - 0.5, -0.5)  # first condition on top
+    handles, labels = axes[0].get_legend_handles_labels()
+    if reference is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="#7f8c8d", linestyle=":", linewidth=1.0))
+        labels.append(f"{reference} (reference)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
     return fig
 
 

@@ -93,7 +93,24 @@ def _all_figures() -> dict[str, Figure]:
         "distributions": fplot.plot_distributions(rec, z),
         "match": fplot.plot_component_match(maps, maps.isel(component=[2, 0, 1])),
         "recovery": fplot.plot_recovery(pd.DataFrame({"NMF": [0.9, 0.8], "PCA": [0.4, 0.5]})),
+        "cleaning": fplot.plot_cleaning_effect(_cleaning_table()),
     }
+
+
+def _cleaning_table() -> pd.DataFrame:
+    """A small table shaped like ``fusi_nmf.signal.cleaning_recovery_table()``."""
+    index = pd.Index(["raw", "registered", "+ step", "chain"], name="condition")
+    return pd.DataFrame(
+        {
+            "temporal_timecourse_r": [0.2, 0.3, 0.4, 0.7],
+            "temporal_map_r": [0.1, 0.3, 0.5, 0.8],
+            "spatial_timecourse_r": [0.25, 0.35, 0.3, 0.75],
+            "spatial_map_r": [0.1, 0.2, 0.6, 0.9],
+            "temporal_timecourse_r_sd": [0.01, 0.1, 0.05, 0.02],
+            "seconds": [1.0, 2.0, 3.0, 4.0],
+        },
+        index=index,
+    )
 
 
 def test_every_figure_is_white_and_deterministic():
@@ -288,3 +305,52 @@ def test_metadata_table_lists_geometry_and_sidecar(small_recording_path):
     assert any(k.startswith("attrs[") for k in table.index)
     fig = fplot.plot_volume(rec.mean("time"), log=True)
     assert fig.axes[0].get_xlabel() == "x (mm)"
+
+
+def test_cleaning_effect_one_row_per_condition_dots_at_the_values_and_reference_lines():
+    table = _cleaning_table()
+    fig = fplot.plot_cleaning_effect(table, rows=["registered", "+ step", "chain"])
+    time_ax, map_ax = fig.axes
+    # conditions top to bottom in the given order
+    assert [t.get_text() for t in time_ax.get_yticklabels()] == ["registered", "+ step", "chain"]
+    assert time_ax.get_ylim()[0] > time_ax.get_ylim()[1]
+    assert "time-course" in time_ax.get_xlabel() and "map" in map_ax.get_xlabel()
+    # one dot per mode and condition, at the table's values; reference lines at "registered"
+    for ax, metric in ((time_ax, "timecourse_r"), (map_ax, "map_r")):
+        dots = {line.get_color(): line.get_xdata() for line in ax.lines
+                if line.get_marker() in ("o", "s")}
+        assert sorted(np.round(np.concatenate(list(dots.values())), 6)) == sorted(
+            np.round(table.loc[["registered", "+ step", "chain"],
+                               [f"temporal_{metric}", f"spatial_{metric}"]].to_numpy().ravel(), 6)
+        )
+        verticals = sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines
+                           if line.get_linestyle() == ":")
+        assert verticals == sorted([table.loc["registered", f"temporal_{metric}"],
+                                    table.loc["registered", f"spatial_{metric}"]])
+    # the sd column gives error bars on the temporal time-course dots only
+    assert len(time_ax.collections) == 1 and len(map_ax.collections) == 0
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "temporal NMF", "spatial NMF", "registered (reference)"]
+
+
+def test_cleaning_effect_rejects_missing_rows_columns_and_reference():
+    table = _cleaning_table()
+    with pytest.raises(ValueError, match="nope"):
+        fplot.plot_cleaning_effect(table, rows=["raw", "nope"])
+    with pytest.raises(ValueError, match="baseline"):
+        fplot.plot_cleaning_effect(table, reference="baseline")
+    with pytest.raises(ValueError, match="temporal_other"):
+        fplot.plot_cleaning_effect(table, metrics=("other",))
+    with pytest.raises(TypeError, match="DataFrame"):
+        fplot.plot_cleaning_effect(table.to_numpy())
+    fig = fplot.plot_cleaning_effect(table, reference=None)
+    assert not [line for ax in fig.axes for line in ax.lines if line.get_linestyle() == ":"]
+
+
+def test_cleaning_effect_draws_the_shipped_measurement():
+    from fusi_nmf.signal import cleaning_recovery_table
+
+    table = cleaning_recovery_table()
+    fig = fplot.plot_cleaning_effect(table)
+    assert len(fig.axes[0].get_yticklabels()) == len(table)
