@@ -17,6 +17,7 @@ _LABELS = {
     "explained_variance": "explained variance",
     "heldout_error": "held-out error (bi-CV)",
     "stability": "seed stability",
+    "stability_min": "worst matched map r",
     "split_half": "split-half reproducibility",
     "timecourse_r": "source recovery |r|",
     "map_r": "source map recovery |r|",
@@ -72,6 +73,10 @@ def plot_model_selection(
                 markersize=4, linewidth=1.2)
         if thresholds and column in thresholds:
             ax.axhline(thresholds[column], color="#7f8c8d", linestyle=":", linewidth=1)
+            ax.annotate(f"threshold {thresholds[column]:g}", (1.0, thresholds[column]),
+                        xycoords=("axes fraction", "data"), xytext=(-3, 2),
+                        textcoords="offset points", ha="right", va="bottom",
+                        fontsize=7, color="#7f8c8d")
         if recommended is not None:
             ax.axvline(recommended, color="#c0392b", linestyle="--", linewidth=1.2)
         ax.set_ylabel(_LABELS.get(column, column.replace("_", " ")))

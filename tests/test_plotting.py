@@ -354,3 +354,26 @@ def test_cleaning_effect_draws_the_shipped_measurement():
     table = cleaning_recovery_table()
     fig = fplot.plot_cleaning_effect(table)
     assert len(fig.axes[0].get_yticklabels()) == len(table)
+
+
+def test_model_selection_panels_recommended_line_and_threshold():
+    from fusi_nmf.plotting_selection import plot_model_selection
+
+    table = pd.DataFrame({"n_components": [8, 4, 12], "heldout_error": [0.3, 0.33, 0.28],
+                          "stability": [0.8, 0.64, 0.86]})
+
+    def draw():
+        return plot_model_selection(table, ["heldout_error", "stability"], recommended=8,
+                                    candidates=[8, 12], thresholds={"stability": 0.75})
+
+    fig = draw()
+    assert _png(fig) == _png(draw()) and fig.get_facecolor() == to_rgba("white")
+    err_ax, stab_ax = fig.axes
+    assert list(err_ax.lines[0].get_xdata()) == [4, 8, 12]  # sorted by k
+    assert stab_ax.get_ylabel() == "seed stability"
+    assert [t.get_text() for t in stab_ax.texts] == ["threshold 0.75"]
+    assert not err_ax.texts
+    dashed = [line for line in stab_ax.lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [8]
+    with pytest.raises(ValueError, match="nope"):
+        plot_model_selection(table, ["nope"])
