@@ -12,7 +12,9 @@ Four views, each a function returning a labelled table (pandas):
   once extra components fit noise.
 - :func:`stability` - for each ``k``, maps fit from different seeds are matched one to one
   (Hungarian algorithm on map correlations, :func:`fusi_nmf.metrics.match_components`); the
-  mean matched correlation says whether the components are reproducible.
+  mean matched correlation says whether the components are reproducible. It needs fits
+  from random restarts (``init="random"``, what :func:`component_sweep` uses): the
+  default ``nndsvda`` initialisation ignores the seed.
 - :func:`recovery_by_k` - on the simulated recording, recovery of the planted sources.
 
 :func:`component_sweep` runs the sweep itself: chapter 4's notebook
@@ -127,6 +129,7 @@ def component_sweep(
     ks: Iterable[int],
     seeds: Iterable[int] = (0, 1),
     *,
+    init: str | None = "random",
     notebook: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     jobs: int = 1,
@@ -151,9 +154,17 @@ def component_sweep(
         caches its NMF fit there.
     ks, seeds : iterable of int
         ``n_components`` and ``random_state`` values; every pair is one run.
+    init : str or None
+        NMF initialisation of every run. ``"random"`` (default): every seed starts from
+        a different random point, which is what makes :func:`stability` across seeds
+        informative. The notebooks' own default, ``"nndsvda"``, is computed from an SVD
+        of the data and ignores the seed, so all seeds give the same fit (a warning says
+        so when several seeds are asked for). ``None``: do not pass ``init`` (for a
+        notebook that does not declare it).
     notebook : path, optional
         Notebook to run (default: :func:`find_sweep_notebook`). It must declare
-        ``n_components``, ``random_state``, ``work_dir`` and ``output_dir``.
+        ``n_components``, ``random_state``, ``work_dir`` and ``output_dir`` (and
+        ``init`` unless ``init=None``).
     out_dir : path, optional
         Sweep folder. Default ``work_dir/sweeps/<notebook>-<hash of fixed parameters>``,
         so sweeps on other data or settings never mix.
@@ -194,8 +205,18 @@ def component_sweep(
     for key in ("n_components", "random_state", "output_dir", "work_dir"):
         if key in fixed:
             raise ValueError(f"{key} is set by component_sweep; do not pass it in **fixed")
+    if init is not None and init != "random" and len(grid["random_state"]) > 1:
+        warnings.warn(
+            f"init={init!r} does not depend on the seed: every seed in {grid['random_state']} "
+            "gives the same fit, so stability across seeds will be ~1 whatever k; "
+            "use init='random' to measure it",
+            UserWarning,
+            stacklevel=2,
+        )
     work = Path(work_dir).expanduser().resolve()
     fixed = {"work_dir": str(work), **fixed}
+    if init is not None:
+        fixed["init"] = init
     if out_dir is None:
         key = hashlib.sha256(
             json.dumps({k: v for k, v in fixed.items() if k != "work_dir"}, sort_keys=True,
@@ -205,7 +226,7 @@ def component_sweep(
     out = Path(out_dir)
     if prepare:
         names = {f for f in PipelineConfig.__dataclass_fields__} - {
-            "n_components", "random_state"
+            "n_components", "random_state", "init"
         }
         params = {k: v for k, v in fixed.items() if k in names}
         params["data_dir"] = params.get("data_dir") or None
@@ -291,6 +312,10 @@ def load_sweep_fits(
 # ------------------------------------------------------------------------ stability
 def stability(fits: dict[tuple[int, int], dict[str, xr.DataArray]]) -> pd.DataFrame:
     """Mean matched map correlation between every pair of seeds, for each ``k``.
+
+    Meaningful for fits from random restarts (``init="random"``, as
+    :func:`component_sweep` runs them): with a deterministic initialisation such as
+    ``nndsvda`` every seed gives the same fit and the stability is ~1 for every ``k``.
 
     Returns a table with columns ``n_components``, ``stability`` (mean over seed pairs of
     the mean matched correlation), ``stability_min`` (worst matched component over all

@@ -154,7 +154,7 @@ def test_find_sweep_notebook(tmp_path, monkeypatch):
 # ------------------------------------------------------- a real sweep of chapter 4
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory) -> tuple[Path, Path]:
-    """Chapter 4 executed twice by papermill (k=2, seeds 0 and 1) on the small preset."""
+    """Chapter 4 executed twice by papermill (k=2, seeds 0 and 1, random init), small preset."""
     work = tmp_path_factory.mktemp("sweep") / "work"
     sweep_dir = selection.component_sweep(
         work, [2], [0, 1], jobs=2, preset="small", max_iter=100, progress=False
@@ -171,6 +171,7 @@ def test_component_sweep_records_table_and_fits(small_sweep):
     assert list(table["n_components"]) == [2, 2]
     assert list(table["random_state"]) == [0, 1]
     assert table["preset"].eq("small").all()
+    assert table["init"].eq("random").all()  # component_sweep's default: seeds matter
     assert ((table["explained_variance"] > 0) & (table["explained_variance"] < 1)).all()
     assert (table["reconstruction_err"] > 0).all()
 
@@ -183,14 +184,17 @@ def test_component_sweep_records_table_and_fits(small_sweep):
     from fusi_nmf.pipeline import Workspace
 
     cached = Workspace(work, preset="small", progress=False).nmf(
-        "temporal", n_components=2, max_iter=100, random_state=0
+        "temporal", n_components=2, max_iter=100, random_state=0, init="random"
     )
     np.testing.assert_allclose(
         tcs.values, cached.timecourses.transpose("time", "component").values, rtol=1e-4,
         atol=1e-5
     )
+    # random restarts: the two seeds start from different points and end in different fits
+    other = fits[(2, 1)]["timecourses"].transpose("time", "component").values
+    assert not np.allclose(tcs.values, other, rtol=1e-3, atol=1e-4)
     stab = selection.stability(fits)
-    assert stab.loc[0, "n_pairs"] == 1 and 0.9 < stab.loc[0, "stability"] <= 1.0
+    assert stab.loc[0, "n_pairs"] == 1 and 0.0 < stab.loc[0, "stability"] <= 1.0
 
 
 @pytest.mark.slow
@@ -213,3 +217,10 @@ def test_component_sweep_rejects_bad_grids(tmp_path):
         selection.component_sweep(tmp_path, [2.5], [0])
     with pytest.raises(ValueError, match="set by component_sweep"):
         selection.component_sweep(tmp_path, [2], [0], n_components=3)
+
+
+def test_component_sweep_warns_when_the_init_ignores_the_seed(tmp_path):
+    # The warning comes before any run; the bad preset then stops the sweep early.
+    with pytest.warns(UserWarning, match="init='nndsvda' does not depend on the seed"), \
+            pytest.raises(ValueError, match="preset"):
+        selection.component_sweep(tmp_path, [2], [0, 1], init="nndsvda", preset="nope")
