@@ -430,7 +430,8 @@ in_chain = [s for s in steps if s not in ("+ global regression", "+ brain mask")
 print(f"Best single step (temporal time courses): {gains.idxmax()!r}, {gains.max():+.2f}; "
       f"the single-step gains of the chain's steps add up to {gains[in_chain].sum():+.2f}, "
       f"the chain gains {chain['temporal_timecourse_r'] - reg['temporal_timecourse_r']:+.2f}.")
-print(f"Frames censored by the default chain: {chain['censored_frames']:.0f} on average.")
+print(f"Frames censored (interpolated) by the default chain: {chain['censored_frames']:.0f} "
+      "on average over the simulated recordings measured.")
 '''),
         md('''
 So on this simulated recording the default chain lifts what NMF recovers after
