@@ -711,11 +711,12 @@ Runs that already completed are skipped, so re-running this chapter is cheap.
 '''),
         params_intro("06_model_selection.ipynb"),
         parameters_cell(DATA_PARAMS, PREP_PARAMS, CLEAN_PARAMS, SELECTION_PARAMS),
-        code(SETUP + '''
-import pandas as pd
-
+        code('''\
+%matplotlib inline
+import fusi_nmf.plotting as fplot
 from fusi_nmf import plotting_selection as msplot
-from fusi_nmf import selection'''),
+from fusi_nmf import selection
+from fusi_nmf.pipeline import Workspace'''),
         code(workspace_cell(nmf=False)),
         md('''
 ## The sweep
