@@ -11,6 +11,7 @@ import sklearn.decomposition._nmf as sk_nmf
 import xarray as xr
 from sklearn.exceptions import ConvergenceWarning
 
+import fusi_nmf.decomposition as dec
 from fusi_nmf.decomposition import NMF
 
 MODES = ["temporal", "spatial"]
@@ -53,16 +54,27 @@ def planted():
 
 @pytest.fixture
 def solve_counter(monkeypatch):
-    """Count real calls of scikit-learn's NMF solver (the computation still runs)."""
+    """Count real solves: scikit-learn's NMF solver and our "hals" solver (both still run)."""
     calls = {"n": 0}
     original = sk_nmf.NMF._fit_transform
+    original_hals = dec._fused_cd
 
     def spy(self, *args, **kwargs):
         calls["n"] += 1
         return original(self, *args, **kwargs)
 
+    def spy_hals(*args, **kwargs):
+        calls["n"] += 1
+        return original_hals(*args, **kwargs)
+
     monkeypatch.setattr(sk_nmf.NMF, "_fit_transform", spy)
+    monkeypatch.setattr(dec, "_fused_cd", spy_hals)
     return calls
+
+
+def _frobenius(A, W, H):
+    r = A - W @ H
+    return float(np.sqrt(np.einsum("ij,ij->", r, r, dtype=np.float64)))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -106,10 +118,11 @@ def test_no_sign_dim_and_any_dim_order():
     )
 
 
+@pytest.mark.parametrize("solver", ["hals", "cd"])
 @pytest.mark.parametrize("mode", MODES)
-def test_one_solve_only(planted, solve_counter, mode):
+def test_one_solve_only(planted, solve_counter, mode, solver):
     X, _, _ = planted
-    model = NMF(3, mode=mode, random_state=0)
+    model = NMF(3, mode=mode, random_state=0, solver=solver)
     model.fit_transform(X)
     assert solve_counter["n"] == 1
     model.fit(X)
@@ -235,9 +248,10 @@ def test_mask_errors(planted):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_convergence_warning_once(planted, mode):
+@pytest.mark.parametrize("solver", ["hals", "cd"])
+def test_convergence_warning_once(planted, mode, solver):
     X, _, _ = planted
-    model = NMF(3, mode=mode, random_state=0, max_iter=2)
+    model = NMF(3, mode=mode, random_state=0, max_iter=2, solver=solver)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X)
@@ -316,3 +330,110 @@ def test_planted_source_recovery_simulated(mode):
             assert neg > pos
         else:
             assert pos > neg
+
+
+# ----------------------------------------------------------- the "hals" solver
+def _matrix(seed=0, n=60, m=150, k=4, noise=0.1):
+    rng = np.random.default_rng(seed)
+    A = rng.random((n, k)) @ rng.random((k, m)) + noise * rng.random((n, m))
+    return A.astype(np.float32)
+
+
+def _init(A, k, temporal, seed=0):
+    W0, H0 = sk_nmf._initialize_nmf(A if temporal else A.T, k, init="nndsvda", random_state=seed)
+    C, St = (W0, H0.T) if temporal else (H0.T, W0)
+    return np.array(C, dtype=A.dtype, order="C"), np.array(St, dtype=A.dtype, order="C")
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_hals_error_non_increasing(temporal, monkeypatch):
+    # small blocks so the fused pass really runs block by block
+    monkeypatch.setattr(dec, "_BLOCK_BYTES", 60 * 4 * 32)
+    A = _matrix(seed=3)
+    errs = []
+    for n_iter in range(1, 13):
+        C, St = _init(A, 4, temporal)
+        # iterates are prefixes of one another: warm-up 1 sweep, then 3 sweeps
+        dec._fused_cd(A, C, St, temporal=temporal, tol=0, max_iter=n_iter, warmup=4, polish=False)
+        assert C.min() >= 0 and St.min() >= 0
+        errs.append(_frobenius(A, C, St.T))
+    assert all(b <= a * (1 + 1e-6) for a, b in itertools.pairwise(errs)), errs
+    assert errs[-1] < 0.9 * errs[0]
+    # polishing only lowers the error further
+    C, St = _init(A, 4, temporal)
+    dec._fused_cd(A, C, St, temporal=temporal, tol=0, max_iter=12, warmup=4)
+    assert _frobenius(A, C, St.T) <= errs[-1] * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_hals_warmup_follows_sklearn_cd_path(temporal, monkeypatch):
+    # with one sweep per update, the fused solver iterates exactly what sklearn's cd does
+    monkeypatch.setattr(dec, "_BLOCK_BYTES", 60 * 4 * 32)
+    A = _matrix(seed=4)
+    C, St = _init(A, 4, temporal)
+    dec._fused_cd(A, C, St, temporal=temporal, tol=0, max_iter=15, warmup=15, polish=False)
+    M = A if temporal else A.T
+    W0, H0 = sk_nmf._initialize_nmf(M, 4, init="nndsvda", random_state=0)
+    W, H, n_iter = sk_nmf._fit_coordinate_descent(M, W0, H0, tol=0, max_iter=15)
+    assert n_iter == 15
+    ref_C, ref_St = (W, H.T) if temporal else (H.T, W)
+    np.testing.assert_allclose(C, ref_C, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(St, ref_St, rtol=1e-3, atol=1e-4)
+
+
+def test_numpy_sweep_matches_compiled_kernel():
+    rng = np.random.default_rng(0)
+    H = rng.random((5, 40))
+    X = rng.random((30, 40))
+    W1 = rng.random((30, 5))
+    W1[:, 2] = 0  # zeros take the projected gradient branch
+    W2 = W1.copy()
+    HHt, XHt = H @ H.T, X @ H.T
+    v1 = dec._cd_sweep(W1, HHt, XHt)
+    v2 = dec._cd_sweep(W2, HHt, XHt, kernel=None)
+    np.testing.assert_allclose(W2, W1, rtol=1e-12, atol=1e-12)
+    assert v2 == pytest.approx(v1, rel=1e-12)
+    assert W1.min() >= 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hals_error_at_or_below_sklearn_fit_transform(mode):
+    """On the noisy small simulation, one "hals" solve ends at or below the error of
+    scikit-learn's fit + transform (the reference, two solves), for several seeds."""
+    simulate = pytest.importorskip("fusi_nmf.simulate")
+    from fusi_nmf.signal import split_sign, standardize
+
+    sim = simulate.simulate_recording("small", seed=0)
+    X = split_sign(standardize(sim.power_doppler, method="zscore"))
+    A = np.ascontiguousarray(X.values.reshape(X.sizes["time"], -1))
+    M = A if mode == "temporal" else A.T
+    for seed, init in [(0, "nndsvda"), (1, "random"), (2, "random")]:
+        model = NMF(5, mode=mode, random_state=seed, init=init)
+        tc = model.fit_transform(X)
+        assert model.converged_
+        ours = _frobenius(A, tc.values, model.maps_.values.reshape(5, -1))
+        assert model.reconstruction_err_ == pytest.approx(ours, rel=1e-6)
+        sk = sk_nmf.NMF(5, init=init, random_state=seed, max_iter=500).fit(M)
+        ref = _frobenius(M, sk.transform(M), sk.components_)
+        assert ours <= ref * (1 + 1e-7), (seed, ours, ref)
+
+
+def test_hals_rejects_other_divergences(planted):
+    X, _, _ = planted
+    with pytest.raises(ValueError, match="solver='mu'"):
+        NMF(2, beta_loss="kullback-leibler").fit(X)
+    model = NMF(2, beta_loss="kullback-leibler", solver="mu", random_state=0, max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert float(model.fit_transform(X).min()) >= 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("mode", MODES)
+def test_hals_l1_regularisation_sparsifies(planted, mode):
+    X, _, _ = planted
+    plain = NMF(3, mode=mode, random_state=0).fit(X)
+    sparse = NMF(3, mode=mode, random_state=0, alpha_W=0.05, l1_ratio=1.0).fit(X)
+    n0 = lambda m: int((m.maps_.values == 0).sum()) + int((m.timecourses_.values == 0).sum())  # noqa: E731
+    assert n0(sparse) > n0(plain)
+    assert sparse.reconstruction_err_ > plain.reconstruction_err_
