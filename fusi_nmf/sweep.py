@@ -168,6 +168,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                 progress_bar=False,
                 execution_timeout=spec.timeout,
                 cwd=str(Path(spec.notebook).resolve().parent),
+                # ipykernel >= 7 logs a TCP notice at every start; errors reach the record.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         record["status"] = "ok"
         record.update(_metrics_from_outputs(run_dir))
