@@ -274,7 +274,7 @@ All of it is done in millimetres, because the voxels are not square.
 '''),
         params_intro("02_motion_correction.ipynb"),
         parameters_cell(DATA_PARAMS, PREP_PARAMS),
-        code(SETUP),
+        code(SETUP + "\nfrom fusi_nmf.registration import align_to_truth"),
         code(workspace_cell(nmf=False, clean=False)),
         code('''
 motion = ws.motion()
@@ -289,16 +289,21 @@ the frame-to-frame changes of all parameters (rotations converted to mm at a 5 m
 radius): one number per frame that says how much the brain moved since the previous
 frame. Peaks in FD are the frames to distrust.
 
-On the simulated recording the true motion is known: it is drawn dashed. The estimate and
-the truth may differ by a constant, because the registration measures motion relative to
-its reference image, not to the undisplaced brain.
+On the simulated recording the true motion is known: it is drawn dashed. The registration
+measures motion relative to its reference image, not to the undisplaced brain, so the raw
+estimate and the truth differ by a constant rigid transform; `align_to_truth` composes the
+estimate with that (fitted) constant so the two traces can be compared directly.
 '''),
         code('''
 if motion is None:
     print("registration=False: no motion was estimated.")
 else:
-    true_motion = truth["motion"] if truth is not None else None
-    fig = fplot.plot_motion(motion, truth=true_motion, title="Estimated rigid motion")
+    if truth is None:
+        fig = fplot.plot_motion(motion, title="Estimated rigid motion")
+    else:
+        aligned = align_to_truth(motion["parameters"], truth["motion"])
+        fig = fplot.plot_motion(motion.assign(parameters=aligned), truth=truth["motion"],
+                                title="Estimated rigid motion (aligned to the truth) and the truth")
     display(fig)
 '''),
         md('''
@@ -914,7 +919,7 @@ On real data there is no ground truth: this chapter then says so and skips these
 '''),
         params_intro("07_validation.ipynb"),
         parameters_cell(DATA_PARAMS, PREP_PARAMS, CLEAN_PARAMS, NMF_PARAMS),
-        code(SETUP),
+        code(SETUP + "\nfrom fusi_nmf.registration import align_to_truth"),
         code(workspace_cell(nmf=True)),
         code('''
 truth = ws.ground_truth()
@@ -935,7 +940,9 @@ recovered, and should be small compared with the voxel size (0.05-0.1 mm).
 motion = ws.motion() if has_truth else None
 if motion is not None:
     display(fplot.motion_error_table(motion, truth["motion"]).round(4))
-    fig = fplot.plot_motion(motion, truth=truth["motion"], title="Estimated and true motion")
+    aligned = align_to_truth(motion["parameters"], truth["motion"])
+    fig = fplot.plot_motion(motion.assign(parameters=aligned), truth=truth["motion"],
+                            title="Estimated (aligned to the truth) and true motion")
     display(fig)
 '''),
         md('''
