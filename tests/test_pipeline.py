@@ -172,3 +172,12 @@ def test_random_init_depends_on_the_seed(tmp_path: Path, small_recording_path: P
     np.testing.assert_array_equal(a.maps.values, again.maps.values)
     with pytest.raises(ValueError, match="init"):
         Workspace(tmp_path, init="svd", **SMALL)
+
+
+def test_top_level_exports_resolve() -> None:
+    import fusi_nmf
+
+    for name in fusi_nmf.__all__:
+        assert getattr(fusi_nmf, name) is not None
+    with pytest.raises(AttributeError, match="no attribute"):
+        fusi_nmf.not_a_thing  # noqa: B018
