@@ -8,13 +8,13 @@ parameters its ``parameters`` cell declares. A bad parameter must stop the run w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
+from fusi_nmf._util import temporary_environ
 from fusi_nmf.book import notebook_parameters, toc_chapters
 
 pytestmark = pytest.mark.slow
@@ -56,22 +56,14 @@ def executed(tmp_path_factory) -> dict[str, nbformat.NotebookNode | BaseExceptio
     """Run every chapter once, in book order, sharing one work dir (key ``"work_dir"``)."""
     out_dir = tmp_path_factory.mktemp("executed")
     work_dir = out_dir / "work"
-    saved = {k: os.environ.get(k) for k in ("FUSI_NMF_PROGRESS", "MPLBACKEND")}
-    os.environ["FUSI_NMF_PROGRESS"] = "0"
-    os.environ.pop("MPLBACKEND", None)  # Agg in the kernel would drop inline figures
     results: dict[str, nbformat.NotebookNode | BaseException | Path] = {"work_dir": work_dir}
-    try:
+    # Agg (MPLBACKEND) in the kernel would drop inline figures.
+    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
         for source in NOTEBOOKS:
             try:
                 results[source.name] = _execute(source, out_dir, work_dir)
             except Exception as exc:  # reported per notebook by the tests below
                 results[source.name] = exc
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return results
 
 

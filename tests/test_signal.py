@@ -5,27 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from synthetic import make_recording
 
-from fusi_nmf.signal import split_sign, standardize
-
-
-def make_recording(n_time=40, nz=1, ny=6, nx=5, seed=0, dt=0.3, t0=10.608):
-    """A small positive (time, z, y, x) recording with proper coords and attrs."""
-    rng = np.random.default_rng(seed)
-    values = 1000.0 + 200.0 * rng.standard_normal((n_time, nz, ny, nx))
-    return xr.DataArray(
-        values.astype(np.float32),
-        dims=("time", "z", "y", "x"),
-        coords={
-            "time": ("time", t0 + dt * np.arange(n_time), {"units": "s"}),
-            "z": ("z", 0.4 * np.arange(nz), {"units": "mm", "voxdim": 0.4}),
-            "y": ("y", 0.04832 * np.arange(ny), {"units": "mm", "voxdim": 0.04832}),
-            "x": ("x", 0.1 * np.arange(nx), {"units": "mm", "voxdim": 0.1}),
-        },
-        attrs={"source_file": "sim.nii.gz", "repetition_time": dt},
-        name="power_doppler",
-    )
-
+from fusi_nmf.signal import (
+    clean,
+    detrend,
+    filter_temporal,
+    regress_global,
+    smooth_spatial,
+    split_sign,
+    standardize,
+)
 
 # ----------------------------------------------------------------- standardize
 
@@ -142,15 +132,6 @@ def test_split_sign_bad_input():
 
 
 # ----------------------------------------------------------------- detrend
-
-from fusi_nmf.signal import (  # noqa: E402
-    clean,
-    detrend,
-    filter_temporal,
-    regress_global,
-    smooth_spatial,
-)
-
 
 def test_detrend_removes_linear_trend_exactly_and_keeps_mean():
     data = make_recording(n_time=60)
