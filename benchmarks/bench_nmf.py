@@ -93,11 +93,12 @@ def gemm_pair(A: np.ndarray, k: int, reps: int = 10) -> float:
 def run_mode(X, A: np.ndarray, mode: str, k: int, max_iter: int, repeats: int, solver: str):
     """Time ours and the baseline (interleaved, best of ``repeats``) for one mode."""
     from sklearn.decomposition import NMF as SkNMF
+    from sklearn.decomposition._nmf import _initialize_nmf
 
     from fusi_nmf.decomposition import NMF
 
     M = A if mode == "temporal" else A.T
-    best_ours = best_base = np.inf
+    best_ours = best_base = best_init = np.inf
     for _ in range(repeats):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -110,6 +111,10 @@ def run_mode(X, A: np.ndarray, mode: str, k: int, max_iter: int, repeats: int, s
             sk.fit(M)
             Wb = sk.transform(M)
             best_base = min(best_base, time.perf_counter() - t0)
+            # the SVD-based start, paid once per fit, whatever the iteration count
+            t0 = time.perf_counter()
+            _initialize_nmf(M, k, init="nndsvda", random_state=0)
+            best_init = min(best_init, time.perf_counter() - t0)
     maps = model.maps_.values.reshape(k, -1)
     err_ours = frobenius(A, tc.values, maps)
     err_base = frobenius(M, Wb, sk.components_)
@@ -124,6 +129,7 @@ def run_mode(X, A: np.ndarray, mode: str, k: int, max_iter: int, repeats: int, s
         "base_err": err_base,
         "gemm_s": gemm,
         "iter_s": best_ours / model.n_iter_,
+        "loop_iter_s": (best_ours - best_init) / model.n_iter_,
     }
 
 
@@ -131,7 +137,7 @@ def table(rows: list[dict]) -> str:
     head = (
         f"{'mode':9s} {'ours s':>7s} {'iter':>5s} {'ours err':>12s} {'base s':>7s} "
         f"{'iter':>5s} {'base err':>12s} {'rel err diff':>12s} {'speedup':>7s} "
-        f"{'2GEMM ms':>8s} {'iter ms':>7s} {'iter/GEMM':>9s}"
+        f"{'2GEMM ms':>8s} {'iter ms':>7s} {'iter/GEMM':>9s} {'no-init/GEMM':>12s}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -140,7 +146,8 @@ def table(rows: list[dict]) -> str:
             f"{r['mode']:9s} {r['ours_s']:7.2f} {r['ours_iter']:5d} {r['ours_err']:12.5f} "
             f"{r['base_s']:7.2f} {r['base_iter']:5d} {r['base_err']:12.5f} {rel:12.2e} "
             f"{r['base_s'] / r['ours_s']:7.2f} {r['gemm_s'] * 1e3:8.2f} "
-            f"{r['iter_s'] * 1e3:7.2f} {r['iter_s'] / r['gemm_s']:9.2f}"
+            f"{r['iter_s'] * 1e3:7.2f} {r['iter_s'] / r['gemm_s']:9.2f} "
+            f"{r['loop_iter_s'] / r['gemm_s']:12.2f}"
         )
     return "\n".join(lines)
 
@@ -170,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             "speedup = baseline (sklearn fit + transform) time / ours (target >= 1.3 at rel "
             "err diff <= 0);",
             "iter/GEMM = our whole fit_transform time per iteration / time of X @ H.T + "
-            "W.T @ X (target <= 1.5).",
+            "W.T @ X (target <= 1.5); no-init/GEMM excludes the one-off nndsvda start "
+            "(timed alone in the same run).",
         ]
     )
     print(text)
