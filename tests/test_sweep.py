@@ -110,21 +110,9 @@ def test_parallel_jobs_give_the_same_numbers(serial_sweep, notebook, work_dir, t
 
 
 def test_a_failing_run_is_recorded_and_others_finish(notebook, work_dir, tmp_path, capsys) -> None:
-    code = main(
-        [
-            "sweep",
-            str(notebook),
-            "-p",
-            "n_components",
-            "0",
-            "3",
-            "-s",
-            "work_dir",
-            work_dir,
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    argv = ["sweep", str(notebook), "-p", "n_components", "0", "3"]
+    argv += ["-s", "work_dir", work_dir, "--out", str(tmp_path)]
+    code = main(argv)
     assert code == 1  # exit code = number of failed runs
     records = {r["parameters"]["n_components"]: r for r in load_records(tmp_path)}
     assert records[3]["status"] == "ok"
@@ -137,24 +125,7 @@ def test_a_failing_run_is_recorded_and_others_finish(notebook, work_dir, tmp_pat
     assert sorted(index["status"]) == ["failed", "ok"]
     # a re-run redoes the failed run only
     stamp = (tmp_path / "runs" / records[3]["run_id"] / "record.json").stat().st_mtime_ns
-    assert (
-        main(
-            [
-                "sweep",
-                str(notebook),
-                "-p",
-                "n_components",
-                "0",
-                "3",
-                "-s",
-                "work_dir",
-                work_dir,
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 1
-    )
+    assert main(argv) == 1
     assert (tmp_path / "runs" / records[3]["run_id"] / "record.json").stat().st_mtime_ns == stamp
 
 
