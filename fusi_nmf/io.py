@@ -64,7 +64,7 @@ import nibabel as nib
 import numpy as np
 import xarray as xr
 
-from fusi_nmf._atomic import atomic_path, write_json
+from fusi_nmf._atomic import _json_default, atomic_path, write_json
 
 __all__ = [
     "load_nifti",
@@ -640,12 +640,8 @@ def load_nifti(path: str | os.PathLike) -> xr.DataArray:
 
 def _jsonable(value: Any) -> Any:
     """Plain-JSON copy of ``value`` (numpy scalars/arrays -> Python); raise TypeError if not."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
+    if isinstance(value, np.generic | np.ndarray | os.PathLike):
+        return _jsonable(_json_default(value))  # the conversion every JSON writer here uses
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
