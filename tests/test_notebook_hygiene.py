@@ -8,6 +8,8 @@ match ``_toc.yml`` one to one.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from pathlib import Path
 
 import nbformat
@@ -15,6 +17,7 @@ import papermill
 import pytest
 
 from fusi_nmf.book import toc_chapters
+from fusi_nmf.pipeline import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -81,3 +84,24 @@ def test_shared_parameters_agree():
                 clashes.append(f"{name}: {seen[name][2]} {seen[name][:2]} vs {path.name} {key}")
             seen.setdefault(name, (*key, path.name))
     assert clashes == []
+
+
+def test_parameter_defaults_match_pipeline_config():
+    """Every notebook parameter that is a pipeline setting defaults to PipelineConfig's value.
+
+    ``PipelineConfig`` is the one source of truth for defaults; the notebooks are authored by
+    hand, so this is what keeps a chapter's parameter cell from drifting away from it.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    drift = []
+    for path in NOTEBOOKS:
+        for name, p in papermill.inspect_notebook(str(path)).items():
+            if name not in defaults:
+                continue
+            value = ast.literal_eval(p["default"])
+            expected = defaults[name]
+            if value == "" and expected is None:  # "" stands for None in a typed str cell
+                continue
+            if value != expected:
+                drift.append(f"{path.name}: {name} = {value!r}, PipelineConfig says {expected!r}")
+    assert drift == []
