@@ -45,6 +45,7 @@ __all__ = [
     "NUNEZ_ELIZALDE_2022",
     "DownloadError",
     "dataset_attrs",
+    "describe_recording",
     "fetch_nunez_elizalde_2022",
     "recording_path",
 ]
@@ -563,6 +564,27 @@ def recording_path(
             f"{', '.join(have) or 'none'}."
         )
     return path
+
+
+def describe_recording(dataset: str | os.PathLike, *, preset: str = "default",
+                       seed: int = 0) -> str:
+    """One line that says which data a result shows, for every chapter and report.
+
+    Simulated data must never pass for the real recording, so the line says "simulated"
+    with its preset and seed; the real recording is named with its source.
+
+    Examples
+    --------
+    >>> describe_recording("simulated", seed=3)
+    "Data: a simulated recording (preset 'default', seed 3) with known ground truth, not real data."
+    """
+    if dataset == "simulated":
+        return (f"Data: a simulated recording (preset {preset!r}, seed {seed}) with known "
+                "ground truth, not real data.")
+    if dataset == "nunez-elizalde-2022":
+        return ("Data: the real recording sub-CR022 ses-20201011 task-spontaneous acq-slice03 "
+                "of Nunez-Elizalde et al. (2022), fUSI-BIDS on OSF (CC BY 4.0).")
+    return f"Data: the recording {Path(dataset).name} (a file you supplied)."
 
 
 # --------------------------------------------------------------------------- CLI
