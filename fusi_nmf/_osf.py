@@ -17,6 +17,10 @@ What was checked against OSF's public API material (with the ``search`` tool, 20
   guid; trailing slash). That URL redirects to the storage backend; ``requests``
   follows the redirect and keeps the ``Range`` header.
 - The index is checked against ``attributes.extra.hashes.md5`` of its listing entry.
+- A single file's entity (same attributes) is at ``GET /v2/files/<file id>/``
+  ("Retrieve a file" in the OSF APIv2 OpenAPI description); the fetcher reads the md5
+  and size there for index entries that have ``"md5": null`` / ``"size": null`` (the
+  uploader's schema allows both).
 - Not found in the public docs, so not relied upon: whether the backend honours
   ``Range``. The downloader resumes with ``Range`` and falls back to a full restart
   when the server answers 200 instead of 206.
@@ -238,18 +242,42 @@ def fetch_index(
     return _get_json(session, link, f"{folder}/{index_name}", md5=md5)
 
 
+def file_metadata(
+    session: requests.Session, osf_path: str, rel: str, api: str | None = None
+) -> tuple[int | None, str | None]:
+    """``(size, md5)`` of an OSF storage file from ``GET <api>/files/<file id>/``.
+
+    The file entity's ``attributes.size`` and ``attributes.extra.hashes.md5`` (either may
+    be None). A failed lookup (network, HTTP error, not a file entity) gives
+    ``(None, None)``: the caller then downloads unverified and says so.
+    """
+    file_id = osf_path.strip("/")
+    url = f"{api_url(api)}/files/{file_id}/"
+    try:
+        body = _get_json(session, url, f"OSF metadata of {rel}")
+    except DownloadError:
+        return None, None
+    attrs = ((body or {}).get("data") or {}).get("attributes") or {} if isinstance(
+        body, dict) else {}
+    size = attrs.get("size")
+    md5 = ((attrs.get("extra") or {}).get("hashes") or {}).get("md5")
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    md5 = md5.lower() if isinstance(md5, str) and len(md5) == 32 else None
+    return size, md5
+
+
 def md5sum(path: str | os.PathLike) -> str:
     """Hex md5 of a file (OSF's checksum)."""
     return file_digest(path, "md5")
 
 
-def part_path(dest: Path, md5: str) -> Path:
+def part_path(dest: Path, md5: str | None) -> Path:
     """Where the partial download of ``dest`` lives (hidden, beside it, tied to its md5).
 
     The name is deterministic so a later call resumes it; the md5 in the name keeps
     a partial of an older upstream version from being resumed into a new one.
     """
-    return dest.with_name(f".{dest.name}.{md5[:12]}.part")
+    return dest.with_name(f".{dest.name}.{(md5 or 'unverified')[:12]}.part")
 
 
 def download(
@@ -257,8 +285,8 @@ def download(
     url: str,
     dest: Path,
     *,
-    size: int,
-    md5: str,
+    size: int | None,
+    md5: str | None,
     rel: str,
     retries: int = DEFAULT_RETRIES,
     backoff: float | None = None,
@@ -270,7 +298,9 @@ def download(
     resumed with ``Range: bytes=<n>-``. A reset or truncated body is retried up to
     ``retries`` times (resuming). The whole file's md5 is checked before the rename;
     a mismatch discards the partial and downloads once more, a second mismatch
-    raises. 403/404/410 raise at once. ``dest`` is never a partial file.
+    raises. 403/404/410 raise at once. ``dest`` is never a partial file. With
+    ``md5=None`` (unknown) the md5 check is skipped; with ``size=None`` the transfer is
+    complete when the server's body ends without error.
 
     Raises
     ------
@@ -287,11 +317,11 @@ def download(
     last_error: BaseException | None = None
     while True:
         offset = part.stat().st_size if part.exists() else 0
-        if offset > size:  # cannot be ours: start over
+        if size is not None and offset > size:  # cannot be ours: start over
             part.unlink()
             on_bytes(-offset)
             offset = 0
-        if offset < size:
+        if size is None or offset < size:
             try:
                 offset = _stream_into(session, url, part, offset, rel, on_bytes)
             except _BodyError as exc:
@@ -307,7 +337,7 @@ def download(
                     ) from last_error
                 time.sleep(backoff * 2 ** (body_failures - 1))
                 continue
-        if offset < size:  # server closed cleanly but short: treat as truncated
+        if size is not None and offset < size:  # closed cleanly but short: truncated
             body_failures += 1
             if body_failures > retries:
                 raise DownloadError(
@@ -318,6 +348,9 @@ def download(
                 )
             time.sleep(backoff * 2 ** (body_failures - 1))
             continue
+        if md5 is None:  # nothing to verify against (the caller warned)
+            os.replace(part, dest)
+            return dest
         got = md5sum(part) if offset == size else None
         if got == md5:
             os.replace(part, dest)

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from ._atomic import write_json
 from ._osf import DownloadError
 from ._paths import data_home
 from ._progress import progress_enabled, status
+from ._provenance import INFO_FILE, dataset_attrs
 
 __all__ = [
     "DATASETS",
@@ -55,7 +57,6 @@ OSF_FOLDER = "nunez-elizalde-2022-bids"
 INDEX_NAME = "dataset_index.json"
 CACHE_NAME = "nunez-elizalde-2022"
 INDEX_CACHE = ".osf_dataset_index.json"
-INFO_FILE = ".fusi_nmf_dataset.json"
 VERIFIED_FILE = ".fusi_nmf_verified.json"
 LOCK_FILE = ".fusi_nmf.lock"
 
@@ -81,6 +82,8 @@ _FILTERS = {"subjects": "sub", "sessions": "ses", "tasks": "task", "acqs": "acq"
             "datatypes": "datatype"}
 _ENTITY_RE = re.compile(r"(?:^|_)(sub|ses|task|acq)-([A-Za-z0-9]+)")
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+# BIDS folders beside the raw data (derived and source files)
+_EXTRA_ROOTS = ("derivatives", "sourcedata")
 
 _citation_shown = False
 
@@ -148,8 +151,14 @@ def select_files(index: dict[str, dict], **filters: Any) -> dict[str, dict]:
     Top-level files (``dataset_description.json``, ``participants.tsv``, ...) always
     come along. A file is kept when, for every given filter, it either does not
     carry that entity (BIDS inheritance: e.g. ``sub-X/sub-X_sessions.tsv`` has no
-    session and applies to all) or carries one of the requested values. At least
-    one kept file must carry every requested entity, else nothing matched.
+    session and applies to all) or carries one of the requested values. Two
+    exceptions keep a selection to what was asked for: under any ``fusi/`` folder
+    (raw data, ``derivatives/`` and ``sourcedata/`` alike) the ``tasks``/``acqs``
+    filters also drop files that carry no task/acq label (atlas-aligned images,
+    segmentations, probe tracks of the whole session), as other fUSI fetchers do;
+    and with any filter active, ``derivatives/``/``sourcedata/`` files that belong
+    to no subject are left out. At least one kept file must carry every requested
+    entity, else nothing matched.
 
     Raises
     ------
@@ -176,6 +185,11 @@ def select_files(index: dict[str, dict], **filters: Any) -> dict[str, dict]:
             selected[path] = entry
             continue
         ents = _entities(path)
+        parts = path.split("/")
+        if active and parts[0] in _EXTRA_ROOTS and "sub" not in ents:
+            continue
+        if "fusi" in parts[:-1] and any(k not in ents for k in ("task", "acq") if k in active):
+            continue
         if all(key not in ents or ents[key] in vals for key, vals in active.items()):
             selected[path] = entry
             full_match = full_match or all(key in ents for key in active)
@@ -201,20 +215,50 @@ def _check_index(index: Any, source: str) -> dict[str, dict]:
             or any(part in ("", ".", "..") for part in path.split("/"))
         ):
             raise ValueError(f"The dataset index from {source} has an unsafe path {path!r}.")
+        # the uploader's schema: size int|null, md5 str|null (null: not recorded)
+        size, md5 = (entry.get("size"), entry.get("md5")) if isinstance(entry, dict) else (0, 0)
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("osf_path"), str)
-            or isinstance(entry.get("size"), bool)
-            or not isinstance(entry.get("size"), int)
-            or entry["size"] < 0
-            or not isinstance(entry.get("md5"), str)
-            or not _MD5_RE.match(entry["md5"].lower())
+            or "size" not in entry
+            or "md5" not in entry
+            or isinstance(size, bool)
+            or not (size is None or (isinstance(size, int) and size >= 0))
+            or not (md5 is None or (isinstance(md5, str) and _MD5_RE.match(md5.lower())))
         ):
             raise ValueError(
                 f"The dataset index from {source} has a malformed entry for {path!r}: "
-                f"{entry!r} (want {{osf_path: str, size: int, md5: 32 hex}})."
+                f"{entry!r} (want {{osf_path: str, size: int or null, md5: 32 hex or null}})."
             )
-    return {path: {**entry, "md5": entry["md5"].lower()} for path, entry in index.items()}
+    return {path: {**entry, "md5": entry["md5"] and entry["md5"].lower()}
+            for path, entry in index.items()}
+
+
+def _fill_missing_checksums(index: dict[str, dict], selected: dict[str, dict], get_session,
+                            api: str | None, progress: bool | None) -> bool:
+    """Take md5/size from the OSF file metadata for selected entries whose index has none.
+
+    Updates ``index`` (and ``selected``, the same entry dicts) in place and marks each
+    looked-up entry with ``"metadata_checked": true`` so the lookup happens once per
+    cached index. Returns True when anything changed. Entries whose metadata has no
+    md5 either stay ``md5: null`` and download unverified (with a warning).
+    """
+    missing = [rel for rel, e in selected.items()
+               if (e["md5"] is None or e["size"] is None) and not e.get("metadata_checked")]
+    if not missing:
+        return False
+    status(f"Reading OSF file metadata for {len(missing)} file(s) the index lists "
+           "without md5/size ...", progress)
+    for rel in missing:
+        entry = index[rel]
+        size, md5 = _osf.file_metadata(get_session(), entry["osf_path"], rel, api)
+        if entry["md5"] is None and md5 is not None:
+            entry["md5"] = md5
+        if entry["size"] is None and size is not None:
+            entry["size"] = size
+        entry["metadata_checked"] = True
+        selected[rel] = entry
+    return True
 
 
 # --------------------------------------------------------------------------- cache state
@@ -232,11 +276,13 @@ def _is_verified(root: Path, rel: str, entry: dict, verified: dict) -> bool:
         st = path.stat()
     except FileNotFoundError:
         return False
-    if st.st_size != entry["size"]:
+    if entry["size"] is not None and st.st_size != entry["size"]:
         return False
     stamp = [st.st_size, st.st_mtime_ns, entry["md5"]]
     if verified.get(rel) == stamp:
         return True
+    if entry["md5"] is None:
+        return False  # no checksum: only the stamp of our own complete download counts
     if _osf.md5sum(path) == entry["md5"]:
         verified[rel] = stamp
         return True
@@ -374,6 +420,8 @@ def fetch_nunez_elizalde_2022(
         index = _check_index(index, str(index_cache))
 
     selected = select_files(index, **filters)
+    if _fill_missing_checksums(index, selected, get_session, api_url, progress):
+        write_json(index_cache, index)
     if _read_json(root / INFO_FILE) != NUNEZ_ELIZALDE_2022:
         write_json(root / INFO_FILE, NUNEZ_ELIZALDE_2022)
     _show_citation(progress)
@@ -425,9 +473,9 @@ def _cache_lock(root: Path) -> Iterator[None]:
 
 
 def _download_all(root, todo, session, base, retries, backoff, verified, progress) -> None:
-    total = sum(e["size"] for e in todo.values())
+    total = sum(e["size"] or 0 for e in todo.values())
     resumable = sum(
-        min(_osf.part_path(root / rel, e["md5"]).stat().st_size, e["size"])
+        min(_osf.part_path(root / rel, e["md5"]).stat().st_size, e["size"] or 0)
         for rel, e in todo.items()
         if _osf.part_path(root / rel, e["md5"]).exists()
     )
@@ -448,6 +496,9 @@ def _download_all(root, todo, session, base, retries, backoff, verified, progres
         for rel, entry in sorted(todo.items()):
             url = _osf.file_url(entry["osf_path"], base)
             dest = root / rel
+            if entry["md5"] is None:
+                warnings.warn(f"{rel}: neither the dataset index nor the OSF metadata give an "
+                              "md5; downloading it unverified.", UserWarning, stacklevel=3)
             _osf.download(session, url, dest, size=entry["size"], md5=entry["md5"], rel=rel,
                           retries=retries, backoff=backoff,
                           on_bytes=bar.update if bar is not None else None)
@@ -456,22 +507,6 @@ def _download_all(root, todo, session, base, retries, backoff, verified, progres
     finally:
         if bar is not None:
             bar.close()
-
-
-def dataset_attrs(path: str | os.PathLike) -> dict[str, str]:
-    """Citation/licence attrs for a file inside a fetched dataset (``{}`` otherwise).
-
-    Loaders call this to record where a recording came from: it looks for the
-    ``.fusi_nmf_dataset.json`` that :func:`fetch_nunez_elizalde_2022` writes in
-    the BIDS root, walking up from ``path``.
-    """
-    here = Path(path).resolve()
-    for folder in [here, *here.parents]:
-        info = folder / INFO_FILE
-        if info.is_file():
-            data = _read_json(info)
-            return dict(data) if isinstance(data, dict) else {}
-    return {}
 
 
 _SIM_REL = (

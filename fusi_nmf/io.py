@@ -41,7 +41,11 @@ Time
 present, else ``RepetitionTime`` with ``DelayAfterTrigger`` (default 0) as the first
 onset, else ``pixdim[4]`` converted to s according to ``xyzt_units``. A warning is
 issued when the sidecar's ``RepetitionTime`` and ``pixdim[4]`` disagree by more than
-0.1 %.
+0.1 %. The fUSI-BIDS converter of the real dataset writes irregular onsets as
+``VolumeTiming`` with ``pixdim[4] = 0`` (no single repetition time) and the affine as
+the qform only (``sform_code`` 0); :func:`save_recording` writes the same for such a
+recording, so it round-trips. The onsets are kept as they are: making them regular is
+the job of :mod:`fusi_nmf.timing`.
 
 Sidecar keys become snake_case attrs (``RepetitionTime -> repetition_time``);
 values stay JSON-like (numbers, strings, lists, dicts). The original key names
@@ -65,6 +69,7 @@ import numpy as np
 import xarray as xr
 
 from fusi_nmf._atomic import _json_default, atomic_path, write_json
+from fusi_nmf._provenance import dataset_attrs
 
 __all__ = [
     "load_nifti",
@@ -554,8 +559,6 @@ def load_recording(
     attrs["affine"] = [float(v) for v in affine.ravel()]
     attrs["affine_source"] = source
     # A recording inside a fetched dataset carries its citation and licence.
-    from fusi_nmf.datasets import dataset_attrs
-
     attrs.update(dataset_attrs(path))
     return xr.DataArray(
         values, dims=RECORDING_DIMS, coords=coords, name=RECORDING_NAME, attrs=attrs
@@ -759,7 +762,16 @@ def _time_step(time: np.ndarray | None) -> float:
     return step if np.isfinite(step) and step > 0 else 1.0
 
 
-def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = None) -> Path:
+def _pixdim_time(time: np.ndarray | None) -> float:
+    """pixdim[4]: the frame period of a regular time coord, 0 for irregular onsets."""
+    if time is None or time.size < 2:
+        return 1.0
+    return _regular_step(time, None) or 0.0
+
+
+def save_nifti(
+    data: xr.DataArray, path: str | os.PathLike, *, affine: Any = None, qform_only: bool = False
+) -> Path:
     """Write a volume, series or map DataArray as NIfTI, atomically.
 
     Parameters
@@ -775,6 +787,9 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
     affine : array-like, optional
         4x4 voxel-to-mm affine. Default: ``data.attrs["affine"]`` (shifted if the
         data were cropped), else one built from the x/y/z coords (spacing, origin).
+    qform_only : bool, default False
+        Write the affine as the qform only (``sform_code`` 0), as the fUSI-BIDS
+        converter does; default: both sform and qform.
 
     Returns
     -------
@@ -783,8 +798,10 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
 
     Notes
     -----
-    Both sform and qform are set (code 1, scanner), ``xyzt_units`` are mm and s, and
-    ``pixdim[4]`` is the frame period when the 4th axis is ``time``. The extra
+    Both sform and qform are set (code 1, scanner; sform code 0 with ``qform_only``),
+    ``xyzt_units`` are mm and s, and ``pixdim[4]`` is the frame period when the 4th
+    axis is a regularly sampled ``time``, 0 when the onsets are irregular (no single
+    repetition time: the onsets go to the sidecar's ``VolumeTiming``). The extra
     dims' names and coords, the dtype, the name and the JSON-like attrs are kept in
     a JSON header extension so :func:`load_nifti` restores them exactly. Values are
     written in their dtype (no scaling), so the round trip is exact; bool is
@@ -829,12 +846,12 @@ def save_nifti(data: xr.DataArray, path: str | os.PathLike, *, affine: Any = Non
     img = nib.Nifti1Image(arr, aff, dtype=file_dtype)
     hdr = img.header
     hdr.set_data_dtype(file_dtype)
-    img.set_sform(aff, code=1)
+    img.set_sform(aff, code=0 if qform_only else 1)
     img.set_qform(aff, code=1)
     hdr.set_xyzt_units("mm", "sec")
     zooms = list(hdr.get_zooms()[:3])
     for i, dim in enumerate(extra):
-        zooms.append(_time_step(_coord_values(data, dim)) if dim == "time" and i == 0 else 1.0)
+        zooms.append(_pixdim_time(_coord_values(data, dim)) if dim == "time" and i == 0 else 1.0)
     hdr.set_zooms(zooms)
 
     meta: dict[str, Any] = {
@@ -919,7 +936,9 @@ def _sidecar_from_attrs(data: xr.DataArray) -> dict:
     return out
 
 
-def save_recording(data: xr.DataArray, path: str | os.PathLike) -> Path:
+def save_recording(
+    data: xr.DataArray, path: str | os.PathLike, *, qform_only: bool | None = None
+) -> Path:
     """Write a recording as a fUSI-BIDS NIfTI plus its JSON sidecar.
 
     Parameters
@@ -928,6 +947,10 @@ def save_recording(data: xr.DataArray, path: str | os.PathLike) -> Path:
         Dims ``(time, z, y, x)`` (any order), with a ``time`` coord in s.
     path : str or path-like
         Output ``*_pwd.nii.gz``; the sidecar goes beside it with ``.json``.
+    qform_only : bool, optional
+        Write the affine as the qform only (``sform_code`` 0, the fUSI-BIDS
+        converter's convention). Default: as the data came (qform only when
+        ``attrs["affine_source"] == "qform"``), else sform and qform.
 
     Returns
     -------
@@ -940,7 +963,9 @@ def save_recording(data: xr.DataArray, path: str | os.PathLike) -> Path:
     ``attrs["bids_sidecar_keys"]`` win, else a known-key table, else the words
     capitalized). Timing is written from the ``time`` coord: ``RepetitionTime``
     (+ ``DelayAfterTrigger`` for a non-zero first onset) when regular, else (or if
-    the data came with it) ``VolumeTiming``. ``source_file``, ``affine`` and
+    the data came with it) ``VolumeTiming``, and then ``pixdim[4]`` is 0, as the
+    converter writes it. A recording loaded from such a file and saved again keeps
+    its onsets, header conventions and sidecar keys. ``source_file``, ``affine`` and
     ``affine_source`` are not written to the sidecar.
     """
     if not isinstance(data, xr.DataArray):
@@ -961,6 +986,8 @@ def save_recording(data: xr.DataArray, path: str | os.PathLike) -> Path:
     if time.size > 1 and not np.all(np.diff(time) > 0):
         raise ValueError("save_recording: the time coord must be strictly increasing.")
     sidecar = _sidecar_from_attrs(data)
-    path = save_nifti(data.transpose(*RECORDING_DIMS), path)
+    if qform_only is None:
+        qform_only = data.attrs.get("affine_source") == "qform"
+    path = save_nifti(data.transpose(*RECORDING_DIMS), path, qform_only=bool(qform_only))
     write_json(sidecar_path(path), sidecar)
     return path

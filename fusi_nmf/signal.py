@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from fusi_nmf.timing import REGULAR_RTOL
+
 __all__ = [
     "CLEAN_DEFAULTS",
     "append_history",
@@ -254,18 +256,23 @@ def _time_values(data: xr.DataArray, dim: str, *, need: str) -> np.ndarray:
     return t
 
 
-def _sampling_rate(t: np.ndarray, dim: str) -> float:
-    """Sampling rate in Hz of a regularly sampled time axis."""
+def _sampling_rate(t: np.ndarray, dim: str, censored: bool = False) -> float:
+    """Sampling rate in Hz of a regularly sampled time axis (``censored``: frames were dropped)."""
     if t.size < 2:
         raise ValueError(f"need at least 2 frames along {dim!r} to know the sampling rate.")
     dt = np.diff(t)
     step = float(np.median(dt))
-    if np.max(np.abs(dt - step)) > 1e-3 * step:
+    if np.max(np.abs(dt - step)) > REGULAR_RTOL * step:
+        if censored:
+            advice = ("Frames were dropped by censoring: censor with method='interpolate' "
+                      "before filtering and drop afterwards (fusi_nmf.signal.clean does this).")
+        else:
+            advice = ("The frame onsets are irregular: resample onto a uniform grid first "
+                      "with fusi_nmf.timing.resample_uniform. The pipeline does this unless "
+                      "it was switched off (resample_time=False, --no-resample-time).")
         raise ValueError(
             f"the {dim!r} coordinate is not regularly sampled (steps from {dt.min():.4g} to "
-            f"{dt.max():.4g} s); temporal filtering needs a regular grid. If frames were dropped "
-            "by censoring, censor with method='interpolate' before filtering and drop afterwards "
-            "(fusi_nmf.signal.clean does this)."
+            f"{dt.max():.4g} s); temporal filtering needs a regular grid. {advice}"
         )
     return 1.0 / step
 
@@ -376,7 +383,8 @@ def filter_temporal(
         raise ValueError("filter_temporal needs high_pass and/or low_pass (cut-offs in Hz).")
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 1:
         raise ValueError(f"order must be a positive integer (Butterworth order), got {order!r}.")
-    fs = _sampling_rate(_time_values(data, dim, need="filter_temporal"), dim)
+    fs = _sampling_rate(_time_values(data, dim, need="filter_temporal"), dim,
+                        censored=data.attrs.get("censor_method") == "drop")
     nyquist = fs / 2.0
     for name, value in (("high_pass", high_pass), ("low_pass", low_pass)):
         if value is None:

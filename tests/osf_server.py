@@ -7,6 +7,9 @@ It speaks the part of the OSF API v2 the fetcher uses, over a dict of files:
   ``extra.hashes.md5``, ``relationships.files.links.related.href`` for folders,
   ``links.download`` for files; ``links.next`` to the next page, null at the end).
 - ``GET /v2/nodes/<project>/files/osfstorage/<folder id>/?page=N``: a folder listing.
+- ``GET /v2/files/<file id>/``: one file's entity (``attributes.size`` and
+  ``extra.hashes.md5``, blanked for the ids in ``server.no_md5``), as OSF's
+  "Retrieve a file" endpoint.
 - ``GET /download/<file id>/``: the file bytes; honours ``Range: bytes=a-`` with
   206 + ``Content-Range`` (416 when out of range), unless ``honor_range=False``.
 
@@ -52,6 +55,7 @@ class OsfLikeServer:
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str | None]] = []  # (path with query, Range header)
         self.faults: dict[str, list[str | None]] = {}
+        self.no_md5: set[str] = set()  # file ids whose metadata has no md5 and no size
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -172,24 +176,45 @@ class OsfLikeServer:
                 "meta": {"total": len(items), "per_page": self.page_size}}
 
 
+    def file_entity(self, fid: str) -> dict:
+        """``GET /v2/files/<id>/``: the entity of one stored file."""
+        blob = self.blobs[fid]
+        hidden = fid in self.no_md5
+        return {"data": {"id": fid, "type": "files",
+                         "attributes": {"name": fid, "kind": "file", "path": f"/{fid}",
+                                        "size": None if hidden else len(blob),
+                                        "extra": {"hashes": {
+                                            "md5": None if hidden else _md5(blob),
+                                            "sha256": None if hidden else
+                                            hashlib.sha256(blob).hexdigest()}}},
+                         "links": {"download": f"{self.download_url}/{fid}/"}}}
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def bids_index(files: dict[str, bytes]) -> dict[str, dict]:
-    """The ``dataset_index.json`` content for BIDS-relative ``files``."""
-    return {rel: {"osf_path": f"/{file_id('bids/' + rel)}", "size": len(data),
-                  "md5": _md5(data)} for rel, data in sorted(files.items())}
+def bids_index(files: dict[str, bytes], null: frozenset[str] = frozenset()) -> dict[str, dict]:
+    """The ``dataset_index.json`` content for BIDS-relative ``files``.
+
+    Entries named in ``null`` get ``"md5": null, "size": null`` (the uploader's
+    schema allows both).
+    """
+    return {rel: {"osf_path": f"/{file_id('bids/' + rel)}",
+                  "size": None if rel in null else len(data),
+                  "md5": None if rel in null else _md5(data)}
+            for rel, data in sorted(files.items())}
 
 
-def bids_tree(files: dict[str, bytes], folder: str = "nunez-elizalde-2022-bids") -> dict:
+def bids_tree(files: dict[str, bytes], folder: str = "nunez-elizalde-2022-bids",
+              null: frozenset[str] = frozenset()) -> dict:
     """Storage tree: a decoy file and folder, and ``folder`` holding the index.
 
     The data files themselves are served by id (``/download/<id>/``) as on OSF;
     the folder listing holds a few top-level files and then the index, so the
     client has to follow ``links.next`` to find it.
     """
-    index = bids_index(files)
+    index = bids_index(files, null)
     top = {rel: data for rel, data in sorted(files.items()) if "/" not in rel}
     inner = dict(list(top.items())[:3])
     inner["dataset_index.json"] = json.dumps(index, indent=1).encode()
@@ -199,15 +224,16 @@ def bids_tree(files: dict[str, bytes], folder: str = "nunez-elizalde-2022-bids")
 class BidsServer(OsfLikeServer):
     """OSF-like server for a BIDS tree laid out like the fUSI-BIDS conversion."""
 
-    def __init__(self, files: dict[str, bytes], **kwargs):
+    def __init__(self, files: dict[str, bytes], null_entries=(), **kwargs):
+        self.null_entries = frozenset(null_entries)
         self.set_files(files, _init=True)
         super().__init__(self._tree, **kwargs)
 
     def set_files(self, files: dict[str, bytes], _init: bool = False) -> None:
         """Serve new content (e.g. an upstream update) with a matching index."""
         self.files = dict(files)
-        self.index = bids_index(self.files)
-        self._tree = bids_tree(self.files)
+        self.index = bids_index(self.files, self.null_entries)
+        self._tree = bids_tree(self.files, null=self.null_entries)
         if not _init:
             self.set_tree(self._tree)
 
@@ -219,6 +245,14 @@ class BidsServer(OsfLikeServer):
     def path_of(self, rel: str) -> str:
         """Server path of the download of a BIDS-relative file."""
         return self.download_path(self.index[rel]["osf_path"])
+
+    def metadata_path(self, rel: str) -> str:
+        """Server path of the OSF metadata of a BIDS-relative file."""
+        return f"/v2/files/{self.index[rel]['osf_path'].strip('/')}/"
+
+    def hide_md5(self, rel: str) -> None:
+        """Serve ``rel``'s OSF metadata without md5 (and size)."""
+        self.no_md5.add(self.index[rel]["osf_path"].strip("/"))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -265,6 +299,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404)
             page = int(parse_qs(split.query).get("page", ["1"])[0])
             return self._send(200, json.dumps(osf.listing_page(folder, page)).encode(),
+                              "application/vnd.api+json")
+        if path.startswith("/v2/files/"):
+            fid = path[len("/v2/files/"):].strip("/")
+            if fid not in osf.blobs:
+                return self._error(404)
+            return self._send(200, json.dumps(osf.file_entity(fid)).encode(),
                               "application/vnd.api+json")
         if path.startswith("/download/"):
             fid = path[len("/download/"):].strip("/")
