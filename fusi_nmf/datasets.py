@@ -509,7 +509,7 @@ def _download_all(root, todo, session, base, retries, backoff, verified, progres
             bar.close()
 
 
-_SIM_REL = (
+_REC_REL = (
     "sub-{subject}/ses-{session}/fusi/"
     "sub-{subject}_ses-{session}_task-{task}_acq-{acq}_pwd.nii.gz"
 )
@@ -540,8 +540,10 @@ def recording_path(
     data_dir : str or path-like, optional
         Cache/data folder (see :func:`fusi_nmf._paths.data_home`).
     subject, session, task, acq : str
-        BIDS entities of the recording (the defaults name the recording the
-        simulation mimics).
+        BIDS entities of the real recording (the defaults: the reference
+        example's recording, which the simulation mimics). Not used for
+        ``"simulated"``, whose recording is always ``sub-sim01`` (see
+        :func:`fusi_nmf.simulate.recording_path`).
     progress : bool or None
         Progress/citation output; ``None`` defers to ``$FUSI_NMF_PROGRESS``.
 
@@ -576,11 +578,12 @@ def recording_path(
                         "acq": acq}.items():
         if not isinstance(value, str) or not value:
             raise TypeError(f"{name} must be a non-empty string, got {value!r}.")
-    rel = _SIM_REL.format(subject=subject, session=session, task=task, acq=acq)
+    rel = _REC_REL.format(subject=subject, session=session, task=task, acq=acq)
     if dataset == "simulated":
-        from .simulate import simulated_dataset
+        from . import simulate
 
-        root = Path(simulated_dataset(preset, seed, data_dir, progress=progress))
+        root = Path(simulate.simulated_dataset(preset, seed, data_dir, progress=progress))
+        rel = simulate.recording_path(root).relative_to(root).as_posix()
     elif dataset == "nunez-elizalde-2022":
         root = fetch_nunez_elizalde_2022(
             data_dir, subjects=subject, sessions=session, tasks=task, acqs=acq,
@@ -606,16 +609,17 @@ def describe_recording(dataset: str | os.PathLike, *, preset: str = "default",
     """One line that says which data a result shows, for every chapter and report.
 
     Simulated data must never pass for the real recording, so the line says "simulated"
-    with its preset and seed; the real recording is named with its source.
+    with its subject (``sub-sim01``), preset and seed; the real recording is named with
+    its source.
 
     Examples
     --------
-    >>> describe_recording("simulated", seed=3)
-    "Data: a simulated recording (preset 'default', seed 3) with known ground truth, not real data."
+    >>> describe_recording("simulated", seed=3)[:56]
+    "Data: a simulated recording sub-sim01 (preset 'default',"
     """
     if dataset == "simulated":
-        return (f"Data: a simulated recording (preset {preset!r}, seed {seed}) with known "
-                "ground truth, not real data.")
+        return (f"Data: a simulated recording sub-sim01 (preset {preset!r}, seed {seed}) with "
+                "known ground truth, not real data.")
     if dataset == "nunez-elizalde-2022":
         return ("Data: the real recording sub-CR022 ses-20201011 task-spontaneous acq-slice03 "
                 "of Nunez-Elizalde et al. (2022), fUSI-BIDS on OSF (CC BY 4.0).")

@@ -36,6 +36,7 @@ from fusi_nmf import _atomic
 from fusi_nmf._progress import status
 from fusi_nmf._util import file_digest
 from fusi_nmf.signal import CLEAN_DEFAULTS
+from fusi_nmf.timing import DEFAULT_MAX_GAP, FrameTiming, inspect_timing, resample_uniform
 
 __all__ = ["NMFResult", "PipelineConfig", "Workspace", "run_pipeline"]
 
@@ -62,6 +63,16 @@ class PipelineConfig:
         Simulator seed.
     data_dir : str or None
         Data/cache folder (None: ``$FUSI_NMF_DATA`` or ``~/.cache/fusi-nmf``).
+    resample_time : bool
+        Frame-timing stage right after loading (:mod:`fusi_nmf.timing`): when the
+        frame onsets are irregular beyond :data:`fusi_nmf.timing.REGULAR_RTOL` (jitter,
+        long intervals, dropped frames, as in the real recording), resample the
+        recording linearly onto a uniform grid. A regular recording passes through
+        untouched. Switched off, stages that need a regular grid (temporal filtering)
+        fail with an error naming this switch.
+    max_time_gap : float
+        Longest interval between onsets (in nominal frame steps) the timing stage
+        interpolates; a longer gap is an error that says what to do.
     registration : bool
         Rigid volume-wise motion correction on/off.
     reference : str or int
@@ -100,6 +111,8 @@ class PipelineConfig:
     preset: str = "default"
     seed: int = 0
     data_dir: str | None = None
+    resample_time: bool = True
+    max_time_gap: float = DEFAULT_MAX_GAP
     registration: bool = True
     reference: str | int = "median"
     transform: str = "rigid"
@@ -139,6 +152,10 @@ class PipelineConfig:
             bad("transform", f"must be one of {TRANSFORMS}")
         if self.standardize not in STANDARDIZE_METHODS:
             bad("standardize", f"must be one of {STANDARDIZE_METHODS}")
+        if isinstance(self.max_time_gap, bool) or not isinstance(
+            self.max_time_gap, int | float
+        ) or not (self.max_time_gap > 1):
+            bad("max_time_gap", "must be a number of nominal frame steps > 1")
         if not (self.reference == "median" or isinstance(self.reference, int | np.integer)):
             bad("reference", "must be 'median' or a frame index")
         for name in ("high_pass", "censor_fd", "censor_dvars", "smooth_fwhm_mm"):
@@ -381,13 +398,53 @@ class Workspace:
             self.timings.setdefault("load", time.perf_counter() - start)
         return self._memo["raw"]
 
+    def frame_timing(self) -> FrameTiming:
+        """The loaded recording's frame onsets (:func:`fusi_nmf.timing.inspect_timing`)."""
+        return inspect_timing(self.raw())
+
+    def timed(self) -> xr.DataArray:
+        """The recording on a uniform time grid: the timing stage, right after loading.
+
+        Irregular onsets are resampled (linear interpolation, original onsets in
+        ``attrs["frame_onsets"]``) unless ``resample_time=False``; a regular recording
+        is :meth:`raw` itself. Prints one report line.
+        """
+        if "timed" not in self._memo:
+            raw, cfg = self.raw(), self.config
+            info = self.frame_timing()
+            if info.regular:
+                out, line = raw, f"frame timing: {info.summary()}; no resampling needed"
+            elif not cfg.resample_time:
+                out = raw
+                line = (f"frame timing: {info.summary()}; NOT resampled (resample_time=False): "
+                        "stages that need a regular grid will fail")
+            else:
+                out = resample_uniform(raw, max_gap=cfg.max_time_gap, step=info.step)
+                line = (f"frame timing: {info.summary()}; resampled (linear) to "
+                        f"{out.sizes['time']} frames every {info.step:.6g} s")
+            status(f"[fusi-nmf] {line}", self.progress)
+            self._memo["timed"] = out
+        return self._memo["timed"]
+
     def ground_truth(self) -> xr.Dataset | None:
-        """Ground truth of a simulated recording, else None."""
+        """Ground truth of a simulated recording, else None.
+
+        The simulator's truth time courses (sources, motion, drift, ...) live at the
+        frame onsets of the file. They are returned on the pipeline's time grid: passed
+        through the same timing function with the same step and settings as the
+        recording (:meth:`timed`), so they line up frame by frame with every stage's
+        output, whether or not the onsets were resampled.
+        """
         if self.config.dataset != "simulated":
             return None
         from fusi_nmf.simulate import load_ground_truth
 
-        return load_ground_truth(self.recording_path)
+        truth = load_ground_truth(self.recording_path)
+        timed = self.timed()
+        if timed is self.raw():
+            return truth
+        return resample_uniform(truth, max_gap=self.config.max_time_gap,
+                                step=self.frame_timing().step)
 
     def _registration(self) -> xr.Dataset:
         from fusi_nmf.registration import register_volumewise
@@ -411,15 +468,15 @@ class Workspace:
 
         return self._stage(
             "registration",
-            {"reference": cfg.reference, "transform": cfg.transform},
-            self.raw,
+            {"reference": cfg.reference, "transform": cfg.transform} | self._timing_params(),
+            self.timed,
             compute,
         )
 
     def registered(self) -> xr.DataArray:
         """Motion-corrected recording (the raw one when ``registration=False``)."""
         if not self.config.registration:
-            return self.raw()
+            return self.timed()
         ds = self._registration()
         out = ds["registered"].rename("power_doppler")
         out.attrs = dict(ds.attrs.get("registered_attrs", {}))
@@ -438,11 +495,15 @@ class Workspace:
         """Before/after mean and std images and mean correlation to the reference."""
         from fusi_nmf.registration import registration_qc
 
-        return registration_qc(self.raw(), self.registered())
+        return registration_qc(self.timed(), self.registered())
+
+    def _timing_params(self) -> dict[str, Any]:
+        return {"resample_time": self.config.resample_time,
+                "max_time_gap": self.config.max_time_gap}
 
     def _stage_params(self, upto: str) -> dict[str, Any]:
         cfg = self.config
-        params: dict[str, Any] = {"registration": cfg.registration}
+        params: dict[str, Any] = {"registration": cfg.registration} | self._timing_params()
         if cfg.registration:
             params |= {"reference": cfg.reference, "transform": cfg.transform}
         if upto in ("cleaned", "standardized", "nmf"):
@@ -577,7 +638,8 @@ class Workspace:
         summary: dict[str, Any] = {
             "parameters": self.config.to_dict(),
             "recording": str(self.recording_path),
-            "shape": dict(self.raw().sizes),
+            "shape": dict(self.timed().sizes),
+            "frame_timing": self._timing_report(),
             "results": {mode: r.summary() for mode, r in results.items()},
             "timings_s": dict(self.timings),
             "total_s": time.perf_counter() - start,
@@ -613,6 +675,15 @@ class Workspace:
             _atomic.write_text(path, _to_tsv(table, ""))
             written["motion"] = str(path)
         return written
+
+
+    def _timing_report(self) -> dict[str, Any]:
+        timed = self.timed()
+        return self.frame_timing().to_dict() | {
+            "resampled": timed is not self.raw(),
+            "n_frames_out": int(timed.sizes["time"]),
+            "onsets_s": [float(t) for t in self.raw()["time"].values],
+        }
 
 
 def _to_tsv(frame, prefix: str) -> str:
@@ -671,6 +742,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="NMF initialisation (random: seed-dependent)",
     )
     p.add_argument("--standardize", default="zscore", choices=list(STANDARDIZE_METHODS))
+    p.add_argument(
+        "--no-resample-time",
+        action="store_true",
+        help="keep irregular frame onsets as they are (no uniform-grid resampling); "
+        "temporal filtering then fails",
+    )
+    p.add_argument(
+        "--max-time-gap",
+        type=float,
+        default=DEFAULT_MAX_GAP,
+        metavar="STEPS",
+        help="longest onset interval (in frame steps) the timing stage interpolates "
+        f"(default {DEFAULT_MAX_GAP})",
+    )
     p.add_argument("--no-registration", action="store_true", help="skip motion correction")
     p.add_argument("--transform", default="rigid", choices=list(TRANSFORMS))
     p.add_argument("--no-cleaning", action="store_true", help="skip the whole cleaning chain")
@@ -720,6 +805,8 @@ def _cli_run(args: argparse.Namespace) -> int:
         preset=args.preset,
         seed=args.seed,
         data_dir=args.data_dir,
+        resample_time=not args.no_resample_time,
+        max_time_gap=args.max_time_gap,
         registration=not args.no_registration,
         transform=args.transform,
         cleaning=not args.no_cleaning,
@@ -742,6 +829,13 @@ def _cli_run(args: argparse.Namespace) -> int:
             f"{res['explained_variance']:.3f}, {res['n_iter']} iterations"
             f"{'' if res['converged'] else ' (NOT converged: raise --max-iter)'}"
         )
+    ft = summary["frame_timing"]
+    print(
+        f"frame timing: {ft['n_frames']} onsets {ft['first_onset']:.6g}-{ft['last_onset']:.6g} s, "
+        f"longest interval {ft['longest_interval']:.4g} s, ~{ft['dropped_frames']} dropped; "
+        + (f"resampled to {ft['n_frames_out']} frames every {ft['step']:.6g} s"
+           if ft["resampled"] else "not resampled")
+    )
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings_s"].items())
     print(f"stages: {stages}")
     print(f"outputs in {Path(args.out).resolve()} (summary.json)")

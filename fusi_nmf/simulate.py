@@ -96,6 +96,7 @@ __all__ = [
     "SIMULATOR_VERSION",
     "VOXEL_SIZE_MM",
     "add_parser",
+    "converter_timing",
     "ground_truth_path",
     "load_ground_truth",
     "recording_path",
@@ -105,7 +106,7 @@ __all__ = [
 ]
 
 #: Bump when the generated numbers change, so cached datasets are regenerated.
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"
 
 #: Voxel size of the real recording (mm).
 VOXEL_SIZE_MM: dict[str, float] = {"x": 0.1, "y": 0.04832, "z": 0.4}
@@ -118,7 +119,9 @@ PRESETS: dict[str, tuple[int, tuple[int, int, int]]] = {
     "small": (300, (1, 48, 40)),
 }
 
-SUBJECT = "CR022"
+# The simulated subject is named as what it is, so no figure of simulated data can pass
+# for the real recording (sub-CR022); session, task and acq mirror the real layout.
+SUBJECT = "sim01"
 SESSION = "20201011"
 TASK = "spontaneous"
 ACQUISITION = "slice03"
@@ -789,21 +792,93 @@ def _ground_truth_dataset(sim: xr.Dataset) -> xr.Dataset:
     return gt
 
 
+# Frame timing written by default, after the real recording's converter output: onsets
+# (VolumeTiming) with jitter and one long interval, pixdim[4] = 0, no RepetitionTime.
+ONSET_JITTER_S = 0.002  # s.d. of the onset jitter (assumed; the real onsets are rounded to ms)
+LONG_INTERVAL_S = 0.087  # extra time in one interval: the real onsets span 225.087 s, not 225.0
+TIMINGS = ("converter", "regular")
+
+
+def converter_timing(sim: xr.Dataset, *, dropped_frames: int = 0, seed: int | None = None
+                     ) -> xr.Dataset:
+    """Put a simulation on irregular frame onsets like the real converter's, dropping frames.
+
+    Frame ``i`` of the simulation gets the onset ``10.608 + 0.3 i`` plus Gaussian jitter
+    (:data:`ONSET_JITTER_S`), and every frame from a random one in the middle half on
+    comes :data:`LONG_INTERVAL_S` later (one long interval, as in the real recording).
+    ``dropped_frames`` frames (never the first or last) are then removed from the
+    recording and from every ground-truth variable alike. The truth therefore lives at
+    the frame onsets, exactly like the recording: the simulated signal of frame ``i``
+    *is* the signal at its onset. The onsets use their own random stream (from
+    ``seed``), so the rest of the simulation is unchanged.
+
+    Parameters
+    ----------
+    sim : xarray.Dataset
+        Output of :func:`simulate_recording` (regular time).
+    dropped_frames : int, default 0
+    seed : int, optional
+        Default: ``sim.attrs["seed"]``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The same variables on the new onsets; ``attrs["timing"]`` describes them.
+    """
+    dropped_frames = _check_int(dropped_frames, "dropped_frames", 0)
+    n = sim.sizes["time"]
+    if dropped_frames > n // 10:
+        raise ValueError(f"dropped_frames={dropped_frames} is more than a tenth of the {n} frames.")
+    seed = int(sim.attrs.get("seed", 0) if seed is None else seed)
+    rng = np.random.default_rng([seed, 0x7157])  # own stream: the model is untouched
+    onsets = FIRST_ONSET_S + REPETITION_TIME_S * np.arange(n) + rng.normal(0, ONSET_JITTER_S, n)
+    onsets[0] = FIRST_ONSET_S
+    long_at = int(rng.integers(n // 4, 3 * n // 4))
+    onsets[long_at:] += LONG_INTERVAL_S
+    onsets = np.round(onsets, 6)
+    drop = np.sort(rng.choice(np.arange(1, n - 1), dropped_frames, replace=False))
+    out = sim.assign_coords(time=xr.Variable("time", onsets, {"units": "s"}))
+    if drop.size:
+        out = out.drop_isel(time=drop)
+    pd_attrs = {k: v for k, v in sim["power_doppler"].attrs.items()
+                if k not in ("repetition_time", "delay_after_trigger")}
+    pd_attrs |= {"frame_acquisition_duration": REPETITION_TIME_S,
+                 "power_doppler_integration_duration": REPETITION_TIME_S,
+                 "power_doppler_integration_stride": REPETITION_TIME_S}
+    out["power_doppler"].attrs = pd_attrs
+    out.attrs = dict(sim.attrs) | {
+        "timing": (f"converter-like onsets: {REPETITION_TIME_S} s step, {ONSET_JITTER_S * 1e3:g} "
+                   f"ms jitter, {LONG_INTERVAL_S * 1e3:g} ms extra before frame {long_at}, "
+                   f"dropped frames {[int(i) for i in drop]}; truth at the onsets"),
+        "dropped_frames": [int(i) for i in drop],
+    }
+    return out
+
+
 def write_simulated_dataset(
     root: str | os.PathLike,
     sim: xr.Dataset | None = None,
     *,
     preset: str = "default",
     seed: int = 0,
+    timing: str = "converter",
+    dropped_frames: int = 0,
     progress: bool | None = None,
 ) -> Path:
-    """Write a simulated recording in the real dataset's BIDS layout.
+    """Write a simulated recording in the real dataset's BIDS layout and file conventions.
 
     Writes ``root/dataset_description.json``, the recording
-    ``root/sub-CR022/ses-20201011/fusi/sub-CR022_ses-20201011_task-spontaneous_acq-slice03_pwd.nii.gz``
+    ``root/sub-sim01/ses-20201011/fusi/sub-sim01_ses-20201011_task-spontaneous_acq-slice03_pwd.nii.gz``
     with its JSON sidecar (via :func:`fusi_nmf.io.save_recording`), and the
     ground truth as NetCDF under ``root/derivatives/simulation/...`` (read it
     with :func:`load_ground_truth`). Every file is written atomically.
+
+    By default (``timing="converter"``) the files follow the real dataset's converter:
+    the affine as the qform only (``sform_code`` 0), ``pixdim[4] = 0``, the frame
+    onsets as ``VolumeTiming`` with jitter and one long interval (see
+    :func:`converter_timing`), ``FrameAcquisitionDuration``/``PowerDopplerIntegration*``
+    0.3 s and no ``RepetitionTime``; so the default book exercises the path real data
+    take (the pipeline's timing stage). The ground truth is written on the same onsets.
 
     Parameters
     ----------
@@ -814,6 +889,12 @@ def write_simulated_dataset(
         ``seed`` when not given.
     preset, seed
         Passed to :func:`simulate_recording` when ``sim`` is None.
+    timing : {"converter", "regular"}, default "converter"
+        ``"regular"`` writes ``sim`` on its own (regular) time grid with
+        ``RepetitionTime``, sform and qform.
+    dropped_frames : int, default 0
+        With ``timing="converter"``: frames removed (recording and truth), as an
+        acquisition that drops frames.
     progress : bool, optional
         Print progress lines (default: the ``FUSI_NMF_PROGRESS`` setting).
 
@@ -835,6 +916,12 @@ def write_simulated_dataset(
         )
     preset = str(sim.attrs.get("preset", preset))
     seed = int(sim.attrs.get("seed", seed))
+    if timing not in TIMINGS:
+        raise ValueError(f"timing={timing!r} is not one of {TIMINGS}.")
+    if timing == "converter":
+        sim = converter_timing(sim, dropped_frames=dropped_frames, seed=seed)
+    elif dropped_frames:
+        raise ValueError("dropped_frames needs timing='converter'.")
     root.mkdir(parents=True, exist_ok=True)
     write_json(
         root / "dataset_description.json",
@@ -852,16 +939,17 @@ def write_simulated_dataset(
                 }
             ],
             "SimulationNote": (
-                "SIMULATED data, not a measurement. Shape, voxel size, timing and file names "
-                "mimic sub-CR022 ses-20201011 slice03 of the real fUSI dataset; the ground truth "
-                "(source maps and time courses, motion, clean signal) is in derivatives/simulation."
+                "SIMULATED data, not a measurement (subject sim01). Shape, voxel size, frame "
+                "timing conventions and file layout mimic sub-CR022 ses-20201011 slice03 of the "
+                "real fUSI dataset; the ground truth (source maps and time courses, motion, clean "
+                "signal, at the frame onsets) is in derivatives/simulation."
             ),
         },
     )
     nii = recording_path(root)
     status(f"writing {nii}", progress)
-    save_recording(sim["power_doppler"], nii)
-    _ensure_sidecar(nii, sim)
+    save_recording(sim["power_doppler"], nii, qform_only=timing == "converter")
+    _ensure_sidecar(nii)
 
     deriv = root / "derivatives" / "simulation"
     write_json(
@@ -884,17 +972,12 @@ def _sidecar_path(nii: Path) -> Path:
     return nii.with_name(nii.name[: -len(".nii.gz")] + ".json")
 
 
-def _ensure_sidecar(nii: Path, sim: xr.Dataset) -> None:
-    """Make sure the sidecar has the timing keys a loader needs (whatever the writer put there)."""
+def _ensure_sidecar(nii: Path) -> None:
+    """Make sure the sidecar names the task and says the data are simulated."""
     side = _sidecar_path(nii)
     meta = json.loads(side.read_text(encoding="utf-8")) if side.exists() else {}
-    required = {
-        "RepetitionTime": REPETITION_TIME_S,
-        "DelayAfterTrigger": float(sim["time"].values[0]),
-        "TaskName": TASK,
-    }
-    if any(meta.get(k) != v for k, v in required.items()) or "SimulationNote" not in meta:
-        meta.update(required)
+    if meta.get("TaskName") != TASK or "SimulationNote" not in meta:
+        meta["TaskName"] = TASK
         meta["SimulationNote"] = "Simulated by fusi_nmf.simulate; not a measurement."
         write_json(side, meta)
 
@@ -1067,6 +1150,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="BIDS root to write (default: the cache)")
     p.add_argument("--data-dir", type=Path, default=None, help="cache folder (without --out)")
     p.add_argument("--n-frames", type=int, default=None)
+    p.add_argument("--dropped-frames", type=int, default=0,
+                   help="drop this many frames (recording and truth), needs --out")
+    p.add_argument("--regular-timing", action="store_true",
+                   help="write RepetitionTime on a regular grid instead of the converter's "
+                   "irregular VolumeTiming (needs --out)")
     for flag in ("motion", "drift", "global-signal", "surges", "noise"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"switch {flag} off")
     p.set_defaults(func=_cli)
@@ -1082,13 +1170,16 @@ def _cli(args: argparse.Namespace) -> int:
         "noise": not args.no_noise,
     }
     if args.out is None:
-        if args.n_frames is not None or not all(flags.values()):
+        if (args.n_frames is not None or not all(flags.values()) or args.dropped_frames
+                or args.regular_timing):
             raise ValueError(
-                "--n-frames and --no-* options need --out DIR (the cache holds presets only)."
+                "--n-frames, --dropped-frames, --regular-timing and --no-* options need "
+                "--out DIR (the cache holds presets only)."
             )
         root = simulated_dataset(args.preset, args.seed, args.data_dir)
         print(recording_path(root))
         return 0
     sim = simulate_recording(args.preset, args.seed, n_frames=args.n_frames, **flags)
-    print(write_simulated_dataset(args.out, sim))
+    print(write_simulated_dataset(args.out, sim, dropped_frames=args.dropped_frames,
+                                  timing="regular" if args.regular_timing else "converter"))
     return 0

@@ -405,7 +405,12 @@ def test_recording_path_errors(tmp_path):
 def test_recording_path_simulated(tmp_path):
     pytest.importorskip("fusi_nmf.simulate")
     path = recording_path("simulated", preset="small", data_dir=tmp_path, progress=False)
-    assert path.name == REC.rsplit("/", 1)[1] + ".nii.gz" and path.is_file()
+    # named as what it is: never the real subject
+    assert path.name == "sub-sim01_ses-20201011_task-spontaneous_acq-slice03_pwd.nii.gz"
+    assert path.is_file() and "CR022" not in str(path)
+    line = datasets.describe_recording("simulated", preset="small", seed=0)
+    assert "simulated" in line and "sub-sim01" in line and "not real data" in line
+    assert "real recording sub-CR022" in datasets.describe_recording("nunez-elizalde-2022")
 
 
 def test_cli_fetch(server, tmp_path, capsys):
@@ -446,3 +451,106 @@ def test_parallel_fetches_share_the_cache_safely(server, tmp_path):
     assert (roots[0] / BIG).read_bytes() == FILES[BIG]
     assert server.counts[server.path_of(BIG)] == 1
     assert parts(roots[0]) == []
+
+
+# ----------------------------------------------------------------- the dataset as OSF serves it
+def real_layout_files() -> dict[str, bytes]:
+    """Stand-in with the real tree's extra folders: derivatives and sourcedata under fusi/."""
+    files = make_files()
+    ses = "sub-CR022/ses-20201011"
+    extra = [
+        f"derivatives/allenccf_align/{ses}/fusi/sub-CR022_ses-20201011_space-allen_pwd.nii.gz",
+        f"derivatives/allenccf_align/{ses}/fusi/sub-CR022_ses-20201011_desc-brain_mask.nii.gz",
+        f"derivatives/probe_tracks/{ses}/fusi/sub-CR022_ses-20201011_acq-slice03_probe.json",
+        f"derivatives/probe_tracks/{ses}/fusi/sub-CR022_ses-20201011_task-kalatsky_acq-slice03"
+        "_probe.json",
+        f"sourcedata/{ses}/fusi/sub-CR022_ses-20201011_fusi.mat",
+        f"sourcedata/{ses}/fusi/sub-CR022_ses-20201011_task-spontaneous_acq-slice03_raw.mat",
+        "derivatives/allenccf_align/dataset_description.json",
+        "sourcedata/README",
+    ]
+    for rel in extra:
+        files[rel] = _blob(rel, 500)
+    return files
+
+
+REAL_FILES = real_layout_files()
+REF_FILTERS = {"subjects": "CR022", "sessions": "20201011", "tasks": "spontaneous",
+               "acqs": "slice03"}
+# the recording, its sidecar, the top-level files, the subject-level sessions file, the
+# source file labelled with the same task/acq, and the session's slice03 angio scan (not under
+# fusi/, no task label: the task/acq rule is for fusi/ folders only)
+REF_EXPECTED = TOP | {"sub-CR022/sub-CR022_sessions.tsv", REC + ".nii.gz", REC + ".json",
+                      "sourcedata/sub-CR022/ses-20201011/fusi/"
+                      "sub-CR022_ses-20201011_task-spontaneous_acq-slice03_raw.mat",
+                      "sub-CR022/ses-20201011/angio/sub-CR022_ses-20201011_acq-slice03_pwd.nii.gz"}
+
+
+def test_task_acq_filters_apply_under_every_fusi_folder():
+    index = BidsServer(REAL_FILES).index
+    sel = set(select_files(index, **REF_FILTERS))
+    assert sel == REF_EXPECTED
+    assert not any(p.startswith("derivatives/") for p in sel)
+    # without task/acq filters the session's derivatives come along (they carry sub/ses)
+    by_session = set(select_files(index, subjects="CR022", sessions="20201011"))
+    assert {p for p in by_session if p.startswith("derivatives/")} == {
+        p for p in REAL_FILES if p.startswith("derivatives/") and "sub-CR022" in p}
+    assert "derivatives/allenccf_align/dataset_description.json" not in by_session
+
+
+def test_null_md5_size_taken_from_osf_metadata_or_downloaded_unverified(tmp_path, recwarn):
+    null = {REC + ".nii.gz", REC + ".json", "participants.json"}
+    with BidsServer(REAL_FILES, page_size=3, null_entries=null) as srv:
+        assert srv.index[REC + ".nii.gz"] == {"osf_path": srv.index[REC + ".nii.gz"]["osf_path"],
+                                              "size": None, "md5": None}
+        srv.hide_md5("participants.json")  # neither index nor metadata know its md5
+        root = fetch(srv, tmp_path, **REF_FILTERS)
+        assert on_disk(root) == REF_EXPECTED
+        for rel in REF_EXPECTED:
+            assert (root / rel).read_bytes() == REAL_FILES[rel]
+        # metadata asked once per null entry; the others are verified from the index
+        assert {p for p in srv.counts if p.startswith("/v2/files/")} == {
+            srv.metadata_path(r) for r in null}
+        cached = json.loads((root / datasets.INDEX_CACHE).read_text())
+        assert cached[REC + ".nii.gz"]["md5"] == hashlib.md5(FILES[REC + ".nii.gz"]).hexdigest()
+        assert cached["participants.json"]["md5"] is None
+        msgs = [str(w.message) for w in recwarn if "unverified" in str(w.message)]
+        assert msgs == ["participants.json: neither the dataset index nor the OSF metadata give "
+                        "an md5; downloading it unverified."]
+        # cached now: no request at all, offline works
+        n = srv.total_requests
+        fetch(srv, tmp_path, **REF_FILTERS)
+        assert srv.total_requests == n
+        # a corrupted cached file whose md5 came from the metadata is fetched again
+        (root / (REC + ".nii.gz")).write_bytes(b"\0" * len(FILES[REC + ".nii.gz"]))
+        fetch(srv, tmp_path, **REF_FILTERS)
+        assert (root / (REC + ".nii.gz")).read_bytes() == FILES[REC + ".nii.gz"]
+
+
+def test_null_md5_with_corrupt_body_fails_after_metadata_md5(tmp_path):
+    with BidsServer(REAL_FILES, null_entries={REC + ".json"}) as srv:
+        srv.add_fault(srv.path_of(REC + ".json"), "corrupt", times=None)
+        with pytest.raises(DownloadError, match="does not match the index"):
+            fetch(srv, tmp_path, **REF_FILTERS)
+
+
+def test_cli_fetch_reference_selection_downloads_exactly_the_expected_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with BidsServer(REAL_FILES, null_entries={REC + ".nii.gz", "README.md"}) as srv:
+        env = dict(os.environ, FUSI_NMF_OSF_API=srv.api_url,
+                   FUSI_NMF_OSF_DOWNLOAD=srv.download_url, FUSI_NMF_PROGRESS="0",
+                   FUSI_NMF_DATA=str(tmp_path))
+        proc = subprocess.run(
+            [sys.executable, "-m", "fusi_nmf", "fetch", "--subjects", "CR022", "--sessions",
+             "20201011", "--tasks", "spontaneous", "--acqs", "slice03"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        root = tmp_path / "nunez-elizalde-2022"
+        assert proc.stdout.strip() == str(root)
+        assert on_disk(root) == REF_EXPECTED
+        downloads = {p for p, _ in srv.log if p.startswith("/download/")}
+        assert {p for p in downloads if p in {srv.path_of(r) for r in REAL_FILES}} == {
+            srv.path_of(r) for r in REF_EXPECTED}

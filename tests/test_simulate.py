@@ -164,19 +164,29 @@ def test_planted_sources_recoverable_without_motion_and_drift():
 
 
 def test_written_layout_and_round_trip(tmp_path, sim):
+    import nibabel as nib
+
     from fusi_nmf.io import load_recording
 
     nii = write_simulated_dataset(tmp_path, sim)
-    stem = "sub-CR022_ses-20201011_task-spontaneous_acq-slice03"
-    assert nii == tmp_path / "sub-CR022" / "ses-20201011" / "fusi" / f"{stem}_pwd.nii.gz"
+    stem = "sub-sim01_ses-20201011_task-spontaneous_acq-slice03"
+    assert nii == tmp_path / "sub-sim01" / "ses-20201011" / "fusi" / f"{stem}_pwd.nii.gz"
     assert nii == recording_path(tmp_path) and nii.exists()
     side = json.loads(nii.with_name(f"{stem}_pwd.json").read_text())
-    assert side["RepetitionTime"] == 0.3 and side["DelayAfterTrigger"] == pytest.approx(10.608)
+    # the real converter's conventions: onsets, no single repetition time, qform only
+    assert "RepetitionTime" not in side and len(side["VolumeTiming"]) == sim.sizes["time"]
+    assert side["PowerDopplerIntegrationStride"] == 0.3 and side["TaskName"] == "spontaneous"
+    onsets = np.asarray(side["VolumeTiming"])
+    steps = np.diff(onsets)
+    assert onsets[0] == pytest.approx(10.608) and steps.max() > 0.3 + 0.08 > steps.min()
+    hdr = nib.load(nii).header
+    assert int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 1
+    assert float(hdr["pixdim"][4]) == 0.0
     desc = json.loads((tmp_path / "dataset_description.json").read_text())
     assert {"Name", "BIDSVersion", "License"} <= set(desc)
     assert "SIMULATED" in desc["SimulationNote"]
     gt_file = (
-        tmp_path / "derivatives" / "simulation" / "sub-CR022" / "ses-20201011" / "fusi"
+        tmp_path / "derivatives" / "simulation" / "sub-sim01" / "ses-20201011" / "fusi"
         / f"{stem}_desc-groundtruth.nc"
     )
     assert gt_file.exists()
@@ -184,15 +194,33 @@ def test_written_layout_and_round_trip(tmp_path, sim):
 
     rec = load_recording(nii)
     np.testing.assert_array_equal(rec.values, sim.power_doppler.values)
-    np.testing.assert_allclose(rec.time.values, sim.time.values, atol=1e-6)
+    np.testing.assert_array_equal(rec.time.values, onsets)
     np.testing.assert_allclose(rec.x.values, sim.x.values, atol=1e-6)
     np.testing.assert_allclose(rec.y.values, sim.y.values, atol=1e-6)
     for where in (tmp_path, nii, gt_file):
         gt = load_ground_truth(where)
+        np.testing.assert_array_equal(gt.time.values, onsets)  # truth at the onsets
         for name in ("clean", "baseline", "source_maps", "source_timecourses", "source_sign",
                      "motion", "motion_events"):
             np.testing.assert_array_equal(gt[name].values, sim[name].values, err_msg=name)
         assert list(gt.parameter.values) == ["tx", "ty", "rz"]
+
+
+def test_dropped_frames_leave_recording_and_truth_aligned(tmp_path, sim):
+    from fusi_nmf.io import load_recording
+
+    nii = write_simulated_dataset(tmp_path, sim, dropped_frames=2)
+    rec, gt = load_recording(nii), load_ground_truth(tmp_path)
+    assert rec.sizes["time"] == gt.sizes["time"] == sim.sizes["time"] - 2
+    kept = np.setdiff1d(np.arange(sim.sizes["time"]), gt.attrs["dropped_frames"])
+    np.testing.assert_array_equal(rec.values, sim.power_doppler.values[kept])
+    np.testing.assert_array_equal(gt.source_timecourses.values,
+                                  sim.source_timecourses.values[kept])
+    assert np.diff(rec.time.values).max() > 0.55  # the gap of a dropped frame
+    with pytest.raises(ValueError, match="dropped_frames needs timing='converter'"):
+        write_simulated_dataset(tmp_path / "r", sim, timing="regular", dropped_frames=1)
+    regular = load_recording(write_simulated_dataset(tmp_path / "r", sim, timing="regular"))
+    np.testing.assert_allclose(regular.time.values, sim.time.values, atol=1e-6)
 
 
 def test_load_ground_truth_missing(tmp_path):
