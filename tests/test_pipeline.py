@@ -93,7 +93,7 @@ def test_parameters_change_the_cache_key(tmp_path: Path, small_recording_path: P
 def test_registration_can_be_switched_off(tmp_path: Path, small_recording_path: Path) -> None:
     ws = Workspace(tmp_path, progress=False, registration=False, cleaning=False, **SMALL)
     assert ws.motion() is None
-    assert ws.registered() is ws.raw()
+    assert ws.registered() is ws.timed()
     summary = ws.run(modes=("temporal",), out_dir=tmp_path / "out")
     assert "motion" not in summary and not (tmp_path / "out" / "motion.tsv").exists()
 

@@ -178,3 +178,30 @@ def test_filter_error_names_the_switch_not_censoring():
     with pytest.raises(ValueError, match="censor"):
         signal.filter_temporal(da, high_pass=0.01)
     assert timing.REGULAR_RTOL == 1e-3
+
+
+def test_workspace_timing_stage_and_ground_truth_share_the_grid(small_recording_path, tmp_path):
+    from fusi_nmf.pipeline import Workspace
+
+    ws = Workspace(tmp_path, progress=False, preset="small")
+    raw, timed, truth = ws.raw(), ws.timed(), ws.ground_truth()
+    assert not ws.frame_timing().regular  # the simulator writes the converter's onsets
+    np.testing.assert_array_equal(timed.attrs["frame_onsets"], raw.time.values)
+    np.testing.assert_allclose(np.diff(timed.time.values), 0.3, rtol=0, atol=1e-9)
+    # the truth lives at the onsets in the file, and comes back on the pipeline's grid
+    np.testing.assert_array_equal(truth.time.values, timed.time.values)
+    from fusi_nmf.simulate import load_ground_truth
+
+    at_onsets = load_ground_truth(ws.recording_path)
+    np.testing.assert_array_equal(at_onsets.time.values, raw.time.values)
+    same = resample_uniform(at_onsets, step=0.3)
+    np.testing.assert_array_equal(truth.source_timecourses.values,
+                                  same.source_timecourses.values)
+    # switched off: nothing is resampled, truth stays at the onsets, cache keys differ
+    off = Workspace(tmp_path, progress=False, preset="small", resample_time=False)
+    assert off.timed() is off.raw()
+    np.testing.assert_array_equal(off.ground_truth().time.values, raw.time.values)
+    assert off._stage_params("nmf") != ws._stage_params("nmf")
+    assert ws._stage_params("nmf")["resample_time"] is True
+    with pytest.raises(ValueError, match="max_time_gap"):
+        Workspace(tmp_path, progress=False, max_time_gap=1)
