@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import _osf
+from . import _osf, simulate
 from ._atomic import write_json
 from ._osf import DownloadError
 from ._paths import data_home
@@ -332,8 +332,11 @@ def fetch_nunez_elizalde_2022(
     Only the selected files download; files already in the cache with the index
     md5 are not fetched again. Every download is md5-verified, written to a
     hidden partial file, resumed with HTTP ``Range`` after an interruption, and
-    renamed into place only when complete. Once cached (index included), the
-    call works offline.
+    renamed into place only when complete. The index may list a file with
+    ``"md5": null``/``"size": null`` (its schema allows it): the md5 and size then
+    come from the file's OSF metadata (looked up once, kept in the cached index), and
+    a file whose metadata has no md5 either is downloaded unverified with a one-line
+    warning naming it. Once cached (index included), the call works offline.
 
     Parameters
     ----------
@@ -580,8 +583,6 @@ def recording_path(
             raise TypeError(f"{name} must be a non-empty string, got {value!r}.")
     rel = _REC_REL.format(subject=subject, session=session, task=task, acq=acq)
     if dataset == "simulated":
-        from . import simulate
-
         root = Path(simulate.simulated_dataset(preset, seed, data_dir, progress=progress))
         rel = simulate.recording_path(root).relative_to(root).as_posix()
     elif dataset == "nunez-elizalde-2022":

@@ -88,6 +88,7 @@ from fusi_nmf._atomic import atomic_path, write_json
 from fusi_nmf._paths import data_home
 from fusi_nmf._progress import status
 from fusi_nmf._util import file_digest
+from fusi_nmf.io import save_recording
 
 __all__ = [
     "FIRST_ONSET_S",
@@ -903,8 +904,6 @@ def write_simulated_dataset(
     pathlib.Path
         Path of the ``_pwd.nii.gz``.
     """
-    from fusi_nmf.io import save_recording
-
     root = Path(root)
     if sim is None:
         status(f"simulating preset={preset!r} seed={seed} ...", progress)
