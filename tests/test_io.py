@@ -527,3 +527,48 @@ def test_failed_write_leaves_no_temp_file_and_keeps_target(tmp_path):
         save_nifti(make_recording(), target)
     assert no_part_files(tmp_path)
     assert (target / "keep.txt").read_text() == "old"
+
+
+# --------------------------------------------------------------------------- converter conventions
+def test_irregular_onsets_write_pixdim_zero_and_volume_timing(tmp_path):
+    rec = make_recording(n_time=8)
+    onsets = 10.608 + 0.3 * np.arange(8) + np.array([0, 2, -1, 3, 0, 87, 86, 88]) * 1e-3
+    rec = rec.assign_coords(time=("time", onsets, {"units": "s"}))
+    path = save_recording(rec, tmp_path / "irr_pwd.nii.gz")
+    hdr = nib.load(path).header
+    assert float(hdr["pixdim"][4]) == 0.0  # no single repetition time, as the converter writes
+    assert int(hdr["sform_code"]) == 1  # default: sform and qform
+    side = json.loads(sidecar_path(path).read_text())
+    assert side["VolumeTiming"] == [float(t) for t in onsets]
+    assert "RepetitionTime" not in side and "DelayAfterTrigger" not in side
+    np.testing.assert_array_equal(load_recording(path).time.values, onsets)
+    # a regular recording keeps its frame period in pixdim[4]
+    regular = save_recording(make_recording(), tmp_path / "reg_pwd.nii.gz")
+    assert float(nib.load(regular).header["pixdim"][4]) == pytest.approx(0.3)
+
+
+def test_qform_only_is_written_on_request_and_kept_on_round_trip(tmp_path):
+    path = save_recording(make_recording(), tmp_path / "q_pwd.nii.gz", qform_only=True)
+    hdr = nib.load(path).header
+    assert int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 1
+    rec = load_recording(path)
+    assert rec.attrs["affine_source"] == "qform"
+    np.testing.assert_allclose(rec.x.values, np.arange(4) * 0.1, atol=1e-9)
+    again = save_recording(rec, tmp_path / "q2_pwd.nii.gz")  # default: as it came
+    assert int(nib.load(again).header["sform_code"]) == 0
+    forced = save_recording(rec, tmp_path / "q3_pwd.nii.gz", qform_only=False)
+    assert int(nib.load(forced).header["sform_code"]) == 1
+
+
+def test_io_does_not_import_the_fetcher_but_adds_citation_attrs(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, fusi_nmf.io; "
+            "assert 'fusi_nmf.datasets' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    root = tmp_path / "nunez-elizalde-2022"
+    (root / "sub-X").mkdir(parents=True)
+    (root / ".fusi_nmf_dataset.json").write_text(json.dumps({"license": "CC BY 4.0"}))
+    path = save_recording(make_recording(), root / "sub-X" / "x_pwd.nii.gz")
+    assert load_recording(path).attrs["license"] == "CC BY 4.0"
