@@ -440,8 +440,13 @@ class Workspace:
         from fusi_nmf.simulate import load_ground_truth
 
         truth = load_ground_truth(self.recording_path)
-        timed = self.timed()
-        if timed is self.raw():
+        raw, timed = self.raw(), self.timed()
+        if not np.array_equal(truth["time"].values, raw["time"].values):
+            raise ValueError(
+                f"the ground truth of {self.recording_path} is not on the recording's frame "
+                "onsets (the files do not belong together); regenerate the simulated dataset."
+            )
+        if timed is raw:
             return truth
         return resample_uniform(truth, max_gap=self.config.max_time_gap,
                                 step=self.frame_timing().step)
@@ -474,7 +479,7 @@ class Workspace:
         )
 
     def registered(self) -> xr.DataArray:
-        """Motion-corrected recording (the raw one when ``registration=False``)."""
+        """Motion-corrected recording (:meth:`timed` itself when ``registration=False``)."""
         if not self.config.registration:
             return self.timed()
         ds = self._registration()

@@ -810,8 +810,11 @@ def converter_timing(sim: xr.Dataset, *, dropped_frames: int = 0, seed: int | No
     ``dropped_frames`` frames (never the first or last) are then removed from the
     recording and from every ground-truth variable alike. The truth therefore lives at
     the frame onsets, exactly like the recording: the simulated signal of frame ``i``
-    *is* the signal at its onset. The onsets use their own random stream (from
-    ``seed``), so the rest of the simulation is unchanged.
+    *is* the signal at its onset. (The model generates its dynamics per frame, so the
+    ms jitter and the one 87 ms shift are a slight time warp of the modelled process,
+    negligible at haemodynamic time scales; truth and recording share it exactly.) The
+    onsets use their own random stream (from ``seed``), so the rest of the simulation
+    is unchanged.
 
     Parameters
     ----------
