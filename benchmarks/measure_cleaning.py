@@ -118,7 +118,7 @@ def measure_seed(preset: str, seed: int, k: int, only) -> list[dict]:
     t0 = time.perf_counter()
     registered, motion = register_volumewise(raw, progress=False)
     log(f"[seed {seed}] registered in {time.perf_counter() - t0:.1f} s")
-    fd = qc.framewise_displacement(motion=motion)
+    fd = motion["framewise_displacement"]
     pct = np.percentile(fd.values, [50, 95, 100])
     log(f"[seed {seed}] FD (mm) median {pct[0]:.4f}, 95th pct {pct[1]:.4f}, max {pct[2]:.4f}")
     mask = qc.brain_mask(registered)

@@ -32,6 +32,8 @@ from matplotlib import colors as mcolors
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fusi_nmf._xr import SPATIAL_DIMS
+
 __all__ = [
     "metadata_table",
     "motion_error_table",
@@ -53,7 +55,6 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 FACECOLOR = "white"
 TEXTCOLOR = "black"
-SPATIAL_DIMS = ("z", "y", "x")
 # Colours for the pos/neg channels and for estimate vs ground truth.
 POS_COLOR = "#c0392b"
 NEG_COLOR = "#2471a3"

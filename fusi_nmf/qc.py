@@ -2,9 +2,6 @@
 
 * :func:`dvars` - per-frame root-mean-square change of the image (in % of each
   voxel's mean), which catches the brief power surges at motion events.
-* :func:`framewise_displacement` - per-frame head/probe displacement from the
-  registration's motion parameters (delegates to
-  :func:`fusi_nmf.registration.framewise_displacement`), or a precomputed one.
 * :func:`flag_frames` - combine FD and DVARS thresholds into a boolean per frame.
 * :func:`censor` - drop (or linearly interpolate) flagged frames, keeping the
   ``time`` coord honest and reporting how many frames were censored.
@@ -18,23 +15,30 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from scipy.ndimage import binary_fill_holes
 
 from fusi_nmf._progress import status
-from fusi_nmf.signal import SPATIAL_DIMS, _check_dataarray, append_history
+from fusi_nmf._xr import (
+    SPATIAL_DIMS,
+    append_history,
+    as_time_matrix,
+    check_dataarray,
+    from_time_matrix,
+    mask_features,
+)
 
 __all__ = [
     "brain_mask",
     "censor",
     "dvars",
     "flag_frames",
-    "framewise_displacement",
     "robust_zscore",
 ]
 
 CENSOR_METHODS = ("drop", "interpolate")
 
 
-# --------------------------------------------------------------------------- DVARS / FD
+# --------------------------------------------------------------------------- DVARS
 
 
 def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time") -> xr.DataArray:
@@ -59,13 +63,11 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
     xarray.DataArray
         ``(time,)`` float64 named ``"dvars"`` with the time coord, ``units="%"``.
     """
-    from fusi_nmf.signal import _as_time_matrix, _mask_features
-
-    data = _check_dataarray(data, dim=dim)
-    x, _ = _as_time_matrix(data, dim)
+    data = check_dataarray(data, dim=dim)
+    x, _ = as_time_matrix(data, dim)
     keep = np.abs(x.mean(axis=0)) > 0
     if mask is not None:
-        keep &= _mask_features(mask, data, dim)
+        keep &= mask_features(mask, data, dim)
     if not keep.any():
         raise ValueError("no voxel with a non-zero mean (inside the mask) to compute DVARS on.")
     rel = x[:, keep] / x[:, keep].mean(axis=0)
@@ -79,44 +81,6 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
         name="dvars",
         attrs={"units": "%", "long_name": "RMS frame-to-frame change, % of voxel mean"},
     )
-
-
-def framewise_displacement(
-    motion: xr.DataArray | xr.Dataset | None = None, fd: xr.DataArray | None = None
-) -> xr.DataArray:
-    """Framewise displacement per frame, in mm.
-
-    Pass either ``motion`` or a precomputed ``fd`` DataArray ``(time,)`` (validated
-    and returned). ``motion`` is the registration's parameters ``(time,
-    parameter)`` (FD computed by :func:`fusi_nmf.registration.framewise_displacement`)
-    or the motion Dataset returned by :func:`fusi_nmf.registration.register_volumewise`
-    (its ``framewise_displacement`` variable, else its ``parameters``).
-    """
-    if (motion is None) == (fd is None):
-        raise ValueError("pass exactly one of motion= (parameters) or fd= (precomputed FD).")
-    if isinstance(motion, xr.Dataset):
-        if "framewise_displacement" in motion:
-            fd = motion["framewise_displacement"]
-        elif "parameters" in motion:
-            motion = motion["parameters"]
-        else:
-            raise ValueError(
-                "the motion Dataset has neither 'framewise_displacement' nor 'parameters' "
-                f"(variables: {list(motion.data_vars)})."
-            )
-    if fd is not None:
-        if not isinstance(fd, xr.DataArray) or fd.dims != ("time",):
-            raise TypeError("fd must be an xarray.DataArray with the single dim 'time' (in mm).")
-        _check_dataarray(fd, name="fd")
-        return fd
-    try:
-        from fusi_nmf.registration import framewise_displacement as _fd
-    except ImportError as exc:  # registration not available
-        raise ImportError(
-            "fusi_nmf.registration.framewise_displacement is not available; pass a "
-            "precomputed fd= DataArray (time,) instead of motion=."
-        ) from exc
-    return _fd(motion)
 
 
 def robust_zscore(series: xr.DataArray) -> xr.DataArray:
@@ -141,7 +105,8 @@ def flag_frames(
     Parameters
     ----------
     fd : xarray.DataArray, optional
-        Framewise displacement ``(time,)`` in mm (see :func:`framewise_displacement`).
+        Framewise displacement ``(time,)`` in mm (see
+        :func:`fusi_nmf.registration.framewise_displacement`).
     fd_mm : float, optional
         Flag frames whose FD exceeds this many mm.
     dvars : xarray.DataArray, optional
@@ -262,7 +227,7 @@ def censor(
     """
     if method not in CENSOR_METHODS:
         raise ValueError(f"method={method!r} is not known; use one of {CENSOR_METHODS}.")
-    data = _check_dataarray(data, dim=dim)
+    data = check_dataarray(data, dim=dim)
     n = data.sizes[dim]
     flags, why = _flags_from(frames_or_threshold, n, dim, fd, dvars)
     n_bad = int(flags.sum())
@@ -278,13 +243,11 @@ def censor(
     else:
         out = data.astype(np.float32, copy=True)
         if n_bad:
-            from fusi_nmf.signal import _as_time_matrix, _from_time_matrix
-
             if dim in data.coords:
                 t = np.asarray(data[dim].values, dtype=np.float64)
             else:
                 t = np.arange(n, dtype=np.float64)
-            x, axis = _as_time_matrix(data, dim)
+            x, axis = as_time_matrix(data, dim)
             good = np.flatnonzero(~flags)
             # nearest kept frame before / after each flagged one (clipped at the ends)
             pos = np.searchsorted(good, idx)
@@ -293,7 +256,7 @@ def censor(
             span = t[after] - t[before]
             w = np.where(span > 0, (t[idx] - t[before]) / np.where(span > 0, span, 1.0), 0.0)
             x[idx] = (1 - w)[:, None] * x[before] + w[:, None] * x[after]
-            out.values[...] = _from_time_matrix(x, data, axis)
+            out.values[...] = from_time_matrix(x, data, axis)
     attrs = append_history(
         data.attrs,
         f"censor: {method} {n_bad}/{n} frames ({100 * share:.1f} %) flagged by {why}",
@@ -345,9 +308,7 @@ def brain_mask(
         Boolean ``(z, y, x)`` (the data's non-time dims) named ``"brain_mask"``
         with the spatial coords; pass it as NMF's ``mask=``.
     """
-    from scipy.ndimage import binary_fill_holes
-
-    data = _check_dataarray(data, dim=dim)
+    data = check_dataarray(data, dim=dim)
     if "sign" in data.dims:
         raise ValueError("brain_mask needs the recording before split_sign (no 'sign' dim).")
     if not 0 < threshold < 1:

@@ -27,10 +27,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from importlib.resources import files
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.ndimage import gaussian_filter
+
+from fusi_nmf import qc
+from fusi_nmf._progress import status
+from fusi_nmf._xr import (
+    SPATIAL_DIMS,
+    append_history,
+    as_time_matrix,
+    check_dataarray,
+    from_time_matrix,
+    mask_features,
+)
+from fusi_nmf.registration import framewise_displacement
 
 from fusi_nmf.timing import REGULAR_RTOL
 
@@ -53,48 +67,6 @@ STANDARDIZE_METHODS = ("zscore", "psc")
 # A voxel whose temporal std is below this fraction of |mean| carries no signal
 # above float32 rounding; it is treated as constant (output 0, not noise blown up).
 _REL_FLAT = 1e-6
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def append_history(attrs: dict, line: str) -> dict:
-    """Return a copy of ``attrs`` with ``line`` appended to ``attrs["history"]``.
-
-    The history is one string with one processing step per line (a string, not a
-    list, so it survives netCDF and JSON sidecars unchanged).
-    """
-    out = dict(attrs)
-    previous = out.get("history")
-    if isinstance(previous, list | tuple):
-        previous = "\n".join(str(p) for p in previous)
-    out["history"] = f"{previous}\n{line}" if previous else line
-    return out
-
-
-def _check_dataarray(data, name: str = "data", dim: str = "time") -> xr.DataArray:
-    """Validate a DataArray input: right type, has ``dim``, finite values."""
-    if not isinstance(data, xr.DataArray):
-        raise TypeError(
-            f"{name} must be an xarray.DataArray with a {dim!r} dim, got {type(data).__name__}; "
-            "load a recording with fusi_nmf.io.load_recording or wrap your array in "
-            "xarray.DataArray(..., dims=('time', 'z', 'y', 'x'))."
-        )
-    if dim not in data.dims:
-        raise ValueError(
-            f"{name} has no {dim!r} dim (dims are {tuple(data.dims)}); "
-            f"rename the time axis to {dim!r} or pass dim=<name of the time axis>."
-        )
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}.")
-    values = np.asarray(data.values)
-    if not np.all(np.isfinite(values)):
-        n_bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
-        raise ValueError(
-            f"{name} contains {n_bad} NaN/Inf value(s); fill or drop them "
-            "(e.g. data.fillna(0) or fusi_nmf.qc.censor) before this step."
-        )
-    return data
 
 
 # --------------------------------------------------------------------------- standardize
@@ -135,7 +107,7 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
             f"method={method!r} is not known; use one of {STANDARDIZE_METHODS} "
             "('zscore': per-voxel z-score, 'psc': percent signal change)."
         )
-    data = _check_dataarray(data, dim=dim)
+    data = check_dataarray(data, dim=dim)
     n = data.sizes[dim]
     if n < 2:
         raise ValueError(f"data has {n} sample(s) along {dim!r}; standardizing needs at least 2.")
@@ -192,7 +164,7 @@ def split_sign(z: xr.DataArray) -> xr.DataArray:
     ValueError
         No ``time`` dim, a ``sign`` dim already present, or NaN/Inf values.
     """
-    z = _check_dataarray(z, name="z")
+    z = check_dataarray(z, name="z")
     if "sign" in z.dims:
         raise ValueError(
             "z already has a 'sign' dim; split_sign expects a signed signal such as the "
@@ -224,20 +196,6 @@ def _rebuild(data: xr.DataArray, values: np.ndarray, line: str, **attrs) -> xr.D
         attrs=new_attrs,
         name=data.name,
     )
-
-
-def _as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
-    """float64 matrix (n_time, n_features) and the axis of ``dim``."""
-    axis = data.get_axis_num(dim)
-    x = np.moveaxis(np.asarray(data.values, dtype=np.float64), axis, 0)
-    return x.reshape(x.shape[0], -1), axis
-
-
-def _from_time_matrix(matrix: np.ndarray, data: xr.DataArray, axis: int) -> np.ndarray:
-    """Inverse of :func:`_as_time_matrix`."""
-    shape = list(data.shape)
-    moved = [shape[axis], *shape[:axis], *shape[axis + 1 :]]
-    return np.moveaxis(matrix.reshape(moved), 0, axis)
 
 
 def _time_values(data: xr.DataArray, dim: str, *, need: str) -> np.ndarray:
@@ -308,7 +266,7 @@ def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArr
     xarray.DataArray
         float32, same dims, coords and attrs, one more line in ``attrs["history"]``.
     """
-    data = _check_dataarray(data, dim=dim)
+    data = check_dataarray(data, dim=dim)
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 0:
         raise ValueError(
             f"order must be a non-negative integer (polynomial degree), got {order!r}."
@@ -323,12 +281,12 @@ def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArr
     span = t[-1] - t[0]
     tn = 2.0 * (t - t[0]) / span - 1.0 if span > 0 else np.zeros_like(t)
     basis = np.polynomial.legendre.legvander(tn, order)
-    x, axis = _as_time_matrix(data, dim)
+    x, axis = as_time_matrix(data, dim)
     coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
     out = x - basis @ coef + x.mean(axis=0, keepdims=True)
     return _rebuild(
         data,
-        _from_time_matrix(out, data, axis),
+        from_time_matrix(out, data, axis),
         f"detrend: polynomial order {order} over {dim!r} removed, temporal mean kept",
     )
 
@@ -376,9 +334,11 @@ def filter_temporal(
         >= low_pass``; irregular frame times; too few frames for the filter's
         padding.
     """
+    # imported here: scipy.signal costs more import time than xarray + pandas together
+    # (measured with python -X importtime), and only this function needs it
     from scipy.signal import butter, sosfiltfilt
 
-    data = _check_dataarray(data, dim=dim)
+    data = check_dataarray(data, dim=dim)
     if high_pass is None and low_pass is None:
         raise ValueError("filter_temporal needs high_pass and/or low_pass (cut-offs in Hz).")
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 1:
@@ -408,7 +368,7 @@ def filter_temporal(
     else:
         sos = butter(order, low_pass, btype="lowpass", fs=fs, output="sos")
         what = f"low-pass {low_pass:g} Hz"
-    x, axis = _as_time_matrix(data, dim)
+    x, axis = as_time_matrix(data, dim)
     padlen = 3 * (2 * len(sos) + 1)
     if x.shape[0] <= padlen:
         raise ValueError(
@@ -424,7 +384,7 @@ def filter_temporal(
     out += mean - out.mean(axis=0, keepdims=True)
     return _rebuild(
         data,
-        _from_time_matrix(out, data, axis),
+        from_time_matrix(out, data, axis),
         f"filter_temporal: zero-phase Butterworth order {order} {what} over {dim!r} "
         f"(fs {fs:.4g} Hz), temporal mean kept",
     )
@@ -464,10 +424,10 @@ def regress_global(
     xarray.DataArray
         float32, same dims, coords and attrs; ``attrs["history"]`` gains one line.
     """
-    data = _check_dataarray(data, dim=dim)
-    x, axis = _as_time_matrix(data, dim)
+    data = check_dataarray(data, dim=dim)
+    x, axis = as_time_matrix(data, dim)
     if mask is not None:
-        keep = _mask_features(mask, data, dim)
+        keep = mask_features(mask, data, dim)
         if not keep.any():
             raise ValueError("mask selects no voxel; the global signal would be empty.")
         g = x[:, keep].mean(axis=1)
@@ -482,27 +442,14 @@ def regress_global(
         x = x - np.outer(gc, beta)
     return _rebuild(
         data,
-        _from_time_matrix(x, data, axis),
+        from_time_matrix(x, data, axis),
         f"regress_global: global signal ({where}) regressed out, temporal mean kept",
     )
-
-
-def _mask_features(mask, data: xr.DataArray, dim: str) -> np.ndarray:
-    """Boolean mask over the flattened non-time features of ``data``."""
-    if not isinstance(mask, xr.DataArray):
-        raise TypeError("mask must be a boolean xarray.DataArray over the non-time dims.")
-    other = [d for d in data.dims if d != dim]
-    missing = [d for d in mask.dims if d not in other]
-    if missing:
-        raise ValueError(f"mask has dims {missing} that data lacks (data dims {tuple(data.dims)}).")
-    full = mask.astype(bool).broadcast_like(data.isel({dim: 0}, drop=True)).transpose(*other)
-    return np.asarray(full.values).reshape(-1)
 
 
 # --------------------------------------------------------------------------- spatial smoothing
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-SPATIAL_DIMS = ("z", "y", "x")
 
 
 def voxel_size(data: xr.DataArray, dim: str) -> float:
@@ -549,8 +496,6 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
     xarray.DataArray
         float32, same dims, coords and attrs; ``attrs["history"]`` gains one line.
     """
-    from scipy.ndimage import gaussian_filter
-
     if not isinstance(data, xr.DataArray):
         raise TypeError(f"data must be an xarray.DataArray, got {type(data).__name__}.")
     spatial = [d for d in SPATIAL_DIMS if d in data.dims]
@@ -574,7 +519,7 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
                 "(0 = no smoothing)."
             )
         fwhm[d] = value
-    _check_dataarray(data, dim=spatial[0])
+    check_dataarray(data, dim=spatial[0])
     sigma = [0.0] * data.ndim
     parts = []
     for d in spatial:
@@ -627,7 +572,7 @@ def clean(
     censor_method: str = CLEAN_DEFAULTS["censor_method"],
     smooth_fwhm_mm: float | Mapping[str, float] | None = CLEAN_DEFAULTS["smooth_fwhm_mm"],
     global_regression: bool = CLEAN_DEFAULTS["global_regression"],
-    motion: xr.DataArray | None = None,
+    motion: xr.DataArray | xr.Dataset | None = None,
     fd: xr.DataArray | None = None,
     mask: xr.DataArray | None = None,
     progress: bool | None = None,
@@ -662,8 +607,9 @@ def clean(
     detrend_order, high_pass, low_pass, censor_fd, censor_dvars, censor_method,
     smooth_fwhm_mm, global_regression
         See the steps above and the functions they call.
-    motion : xarray.DataArray, optional
-        Registration parameters ``(time, parameter)``, for FD censoring.
+    motion : xarray.DataArray or xarray.Dataset, optional
+        Registration parameters ``(time, parameter)``, or the motion Dataset of
+        :func:`fusi_nmf.registration.register_volumewise`, for FD censoring.
     fd : xarray.DataArray, optional
         Precomputed framewise displacement ``(time,)`` in mm, instead of ``motion``.
     mask : xarray.DataArray of bool, optional
@@ -676,10 +622,7 @@ def clean(
     xarray.DataArray
         The cleaned recording, float32; ``attrs["history"]`` lists the steps.
     """
-    from fusi_nmf import qc
-    from fusi_nmf._progress import status
-
-    data = _check_dataarray(data)
+    data = check_dataarray(data)
     out = data
     flags = None
     if censor_fd is not None or censor_dvars is not None:
@@ -693,7 +636,7 @@ def clean(
             status("clean: no motion= or fd= given, FD censoring skipped", progress)
             censor_fd = None
         if censor_fd is not None:
-            fd_series = qc.framewise_displacement(motion=motion, fd=fd)
+            fd_series = _framewise_displacement(motion, fd)
         dv = qc.dvars(data, mask=mask) if censor_dvars is not None else None
         if censor_fd is not None or censor_dvars is not None:
             flags = qc.flag_frames(fd=fd_series, fd_mm=censor_fd, dvars=dv, dvars_z=censor_dvars)
@@ -721,6 +664,33 @@ def clean(
     return out
 
 
+def _framewise_displacement(
+    motion: xr.DataArray | xr.Dataset | None, fd: xr.DataArray | None
+) -> xr.DataArray:
+    """FD ``(time,)`` in mm from ``motion`` (parameters or motion Dataset) or a given ``fd``.
+
+    The computation is :func:`fusi_nmf.registration.framewise_displacement` (the one
+    definition); this only picks the input.
+    """
+    if (motion is None) == (fd is None):
+        raise ValueError("pass exactly one of motion= (parameters) or fd= (precomputed FD).")
+    if isinstance(motion, xr.Dataset):
+        if "framewise_displacement" in motion:
+            fd = motion["framewise_displacement"]
+        elif "parameters" in motion:
+            motion = motion["parameters"]
+        else:
+            raise ValueError(
+                "the motion Dataset has neither 'framewise_displacement' nor 'parameters' "
+                f"(variables: {list(motion.data_vars)})."
+            )
+    if fd is None:
+        return framewise_displacement(motion)
+    if not isinstance(fd, xr.DataArray) or fd.dims != ("time",):
+        raise TypeError("fd must be an xarray.DataArray with the single dim 'time' (in mm).")
+    return check_dataarray(fd, name="fd")
+
+
 def cleaning_recovery_table() -> pd.DataFrame:
     """The measured effect of each cleaning step on planted-source recovery.
 
@@ -732,8 +702,6 @@ def cleaning_recovery_table() -> pd.DataFrame:
     records the settings. Shipped with the package so the book shows it without the
     several-minute measurement.
     """
-    from importlib.resources import files
-
     text = files("fusi_nmf").joinpath("data/cleaning_recovery.tsv").read_text()
     note, _, body = text.partition("\n")
     table = pd.read_csv(io.StringIO(body), sep="\t", index_col="condition")

@@ -1,4 +1,4 @@
-"""Tests for fusi_nmf.qc: DVARS, FD, frame censoring, brain mask."""
+"""Tests for fusi_nmf.qc: DVARS, frame flags, censoring, brain mask."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 from synthetic import make_recording
 
-from fusi_nmf.qc import brain_mask, censor, dvars, flag_frames, framewise_displacement
+from fusi_nmf.qc import brain_mask, censor, dvars, flag_frames
 
 
 def test_dvars_peaks_at_a_surge_frame():
@@ -21,26 +21,6 @@ def test_dvars_peaks_at_a_surge_frame():
     assert top2 == {20, 21}  # the change into and out of the surge
     flags = flag_frames(dvars=d, dvars_z=5)
     assert set(np.flatnonzero(flags.values)) == {20, 21}
-
-
-def test_framewise_displacement_precomputed_and_from_motion():
-    t = np.arange(5) * 0.3
-    fd = xr.DataArray(
-        [0, 0.1, 0.0, 0.3, 0.0], dims="time", coords={"time": t}, name="framewise_displacement"
-    )
-    assert framewise_displacement(fd=fd) is fd
-    params = xr.DataArray(
-        np.array([[0, 0, 0], [0.1, 0, 0], [0.1, 0.2, 0], [0.1, 0.2, 0], [0.1, 0.2, 1.0]]),
-        dims=("time", "parameter"),
-        coords={"time": t, "parameter": ["tx", "ty", "rz"]},
-    )
-    out = framewise_displacement(motion=params)
-    np.testing.assert_allclose(out.values[:4], [0, 0.1, 0.2, 0])
-    assert out.values[4] > 0
-    ds = xr.Dataset({"parameters": params, "framewise_displacement": fd})
-    xr.testing.assert_identical(framewise_displacement(motion=ds), fd)
-    with pytest.raises(ValueError, match="exactly one"):
-        framewise_displacement()
 
 
 def test_censor_drop_indices_and_threshold():

@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 from synthetic import make_recording
 
+from fusi_nmf.registration import framewise_displacement
 from fusi_nmf.signal import (
     clean,
     detrend,
@@ -351,6 +352,32 @@ def test_clean_censor_fd_drop_and_interpolate():
     )
     with pytest.raises(ValueError, match="censor_method"):
         clean(data, censor_fd=0.1, fd=fd, censor_method="zap", progress=False)
+
+
+def test_clean_takes_fd_from_parameters_motion_dataset_or_precomputed():
+    # one FD computation (registration's): parameters, the motion Dataset and a
+    # precomputed series censor the same frames
+    data = _sinusoids([0.2], n_time=40)
+    params = xr.DataArray(
+        np.zeros((40, 3)),
+        dims=("time", "parameter"),
+        coords={"time": data["time"], "parameter": ["tx", "ty", "rz"]},
+    )
+    params[10:, 0] = 0.3  # one 0.3 mm step at frame 10
+    params[25:, 1] = 0.2  # and a 0.2 mm one at frame 25
+    fd = framewise_displacement(params)
+    np.testing.assert_allclose(np.flatnonzero(fd.values > 0.1), [10, 25])
+    kw = {"censor_fd": 0.1, "censor_dvars": None, "censor_method": "drop", "progress": False}
+    by_params = clean(data, motion=params, **kw)
+    by_dataset = clean(data, motion=xr.Dataset({"parameters": params}), **kw)
+    by_fd = clean(data, fd=fd, **kw)
+    assert by_params.attrs["censored_indices"] == "10,25"
+    xr.testing.assert_identical(by_params, by_dataset)
+    xr.testing.assert_identical(by_params, by_fd)
+    with pytest.raises(ValueError, match="exactly one"):
+        clean(data, motion=params, fd=fd, **kw)
+    with pytest.raises(ValueError, match="neither"):
+        clean(data, motion=xr.Dataset({"other": params}), **kw)
 
 
 # ----------------------------------------------------------------- recovery (issue 8)

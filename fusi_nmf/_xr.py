@@ -1,0 +1,89 @@
+"""Private xarray helpers shared by the preprocessing modules (signal, qc, plotting).
+
+One definition of each: the spatial dim names, the history attr, the input check
+and the (time, features) matrix view of a recording. Kept in a private module at
+the bottom of the dependency graph so that :mod:`fusi_nmf.signal` and
+:mod:`fusi_nmf.qc` both import it instead of importing each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "SPATIAL_DIMS",
+    "append_history",
+    "as_time_matrix",
+    "check_dataarray",
+    "from_time_matrix",
+    "mask_features",
+]
+
+# Spatial dims of a recording, in the order of its arrays (time first, then these).
+SPATIAL_DIMS = ("z", "y", "x")
+
+
+def append_history(attrs: dict, line: str) -> dict:
+    """Return a copy of ``attrs`` with ``line`` appended to ``attrs["history"]``.
+
+    The history is one string with one processing step per line (a string, not a
+    list, so it survives netCDF and JSON sidecars unchanged).
+    """
+    out = dict(attrs)
+    previous = out.get("history")
+    if isinstance(previous, list | tuple):
+        previous = "\n".join(str(p) for p in previous)
+    out["history"] = f"{previous}\n{line}" if previous else line
+    return out
+
+
+def check_dataarray(data, name: str = "data", dim: str = "time") -> xr.DataArray:
+    """Validate a DataArray input: right type, has ``dim``, finite real values."""
+    if not isinstance(data, xr.DataArray):
+        raise TypeError(
+            f"{name} must be an xarray.DataArray with a {dim!r} dim, got {type(data).__name__}; "
+            "load a recording with fusi_nmf.io.load_recording or wrap your array in "
+            "xarray.DataArray(..., dims=('time', 'z', 'y', 'x'))."
+        )
+    if dim not in data.dims:
+        raise ValueError(
+            f"{name} has no {dim!r} dim (dims are {tuple(data.dims)}); "
+            f"rename the time axis to {dim!r} or pass dim=<name of the time axis>."
+        )
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}.")
+    values = np.asarray(data.values)
+    if not np.all(np.isfinite(values)):
+        n_bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN/Inf value(s); fill or drop them "
+            "(e.g. data.fillna(0) or fusi_nmf.qc.censor) before this step."
+        )
+    return data
+
+
+def as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
+    """float64 matrix (n_time, n_features) and the axis of ``dim``."""
+    axis = data.get_axis_num(dim)
+    x = np.moveaxis(np.asarray(data.values, dtype=np.float64), axis, 0)
+    return x.reshape(x.shape[0], -1), axis
+
+
+def from_time_matrix(matrix: np.ndarray, data: xr.DataArray, axis: int) -> np.ndarray:
+    """Inverse of :func:`as_time_matrix`."""
+    shape = list(data.shape)
+    moved = [shape[axis], *shape[:axis], *shape[axis + 1 :]]
+    return np.moveaxis(matrix.reshape(moved), 0, axis)
+
+
+def mask_features(mask, data: xr.DataArray, dim: str) -> np.ndarray:
+    """Boolean mask over the flattened non-time features of ``data``."""
+    if not isinstance(mask, xr.DataArray):
+        raise TypeError("mask must be a boolean xarray.DataArray over the non-time dims.")
+    other = [d for d in data.dims if d != dim]
+    missing = [d for d in mask.dims if d not in other]
+    if missing:
+        raise ValueError(f"mask has dims {missing} that data lacks (data dims {tuple(data.dims)}).")
+    full = mask.astype(bool).broadcast_like(data.isel({dim: 0}, drop=True)).transpose(*other)
+    return np.asarray(full.values).reshape(-1)
