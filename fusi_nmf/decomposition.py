@@ -28,6 +28,7 @@ reads the data matrix once instead of twice; see :class:`NMF`.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from typing import Any
@@ -35,10 +36,12 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 import xarray as xr
+from sklearn import config_context
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import NMF as _SklearnNMF
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils import check_random_state
+from sklearn.utils.extmath import randomized_svd
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["NMF"]
@@ -46,6 +49,9 @@ __all__ = ["NMF"]
 TIME = "time"
 COMPONENT = "component"
 _MODES = ("temporal", "spatial")
+_INITS = ("nndsvda", "nndsvd", "nndsvdar", "random")
+_SOLVERS = ("hals", "cd", "mu")
+_BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
 # Rows of X processed at a time when a pass over X needs float64 temporaries.
 _CHUNK = 128
 # Bytes of the data matrix handled per block in the fused solver: a block stays in
@@ -148,8 +154,11 @@ default="frobenius"
     ``w_t <- max(0, w_t - (W (H H^T)_t - (X H^T)_t) / (H H^T)_tt)``, then the rows
     of ``H`` the same way (Cichocki & Phan 2009; Hsieh & Dhillon 2011). This is
     exactly what ``sklearn.decomposition.NMF(solver="cd")`` iterates (same
-    ``init``, same cyclic order, same compiled update kernel, same stopping rule
-    and regularisation), so it follows the same path to the same solution. Its
+    ``init``, same cyclic order, same update kernel, same stopping rule and
+    regularisation), so it follows the same path to the same solution. The
+    initialisation is this module's own (the same arithmetic, on scikit-learn's
+    public ``randomized_svd``); the column update uses scikit-learn's compiled
+    kernel when this scikit-learn has it, else an equivalent numpy loop. Its
     cost is dominated by the two products ``X H^T`` and ``W^T X``, each a full
     read of the (time x voxels) data, which is memory bound for small ``k``.
     Because the update of the voxel factor separates over voxels, this solver
@@ -183,24 +192,6 @@ default="frobenius"
     ('component', 'sign', 'z', 'y', 'x')
     """
 
-    _parameter_constraints: dict = {  # noqa: RUF012 - sklearn convention
-        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "mode": [StrOptions(set(_MODES))],
-        "init": [StrOptions({"nndsvda", "nndsvd", "nndsvdar", "random"})],
-        "solver": [StrOptions({"hals", "cd", "mu"})],
-        "beta_loss": [
-            StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}),
-            numbers.Real,
-        ],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "alpha_W": [Interval(numbers.Real, 0, None, closed="left")],
-        "alpha_H": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"same"})],
-        "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
-        "mask": [xr.DataArray, None],
-    }
-
     def __init__(
         self,
         n_components: int = 10,
@@ -229,6 +220,51 @@ default="frobenius"
         self.alpha_H = alpha_H
         self.l1_ratio = l1_ratio
         self.mask = mask
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        """Check the constructor parameters (scikit-learn convention: at fit time).
+
+        Raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one
+        out of range, naming the parameter and what it accepts.
+        """
+
+        def number(name: str, lo: float, hi: float | None = None, integral: bool = False):
+            value = getattr(self, name)
+            kind = numbers.Integral if integral else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "an integer" if integral else "a real number"
+                raise TypeError(f"{name} must be {what}, got {value!r}.")
+            if not lo <= value or (hi is not None and value > hi):
+                bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ValueError(f"{name} must be {bounds}, got {value!r}.")
+
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+        number("n_components", 1, integral=True)
+        choice("mode", _MODES)
+        choice("init", _INITS)
+        choice("solver", _SOLVERS)
+        if isinstance(self.beta_loss, str) or isinstance(self.beta_loss, bool):
+            choice("beta_loss", _BETA_LOSSES)
+        else:
+            number("beta_loss", -np.inf)
+        number("tol", 0)
+        number("max_iter", 1, integral=True)
+        check_random_state(self.random_state)  # None, an int or a RandomState
+        number("alpha_W", 0)
+        if not (isinstance(self.alpha_H, str) and self.alpha_H == "same"):
+            if isinstance(self.alpha_H, str):
+                raise ValueError(f"alpha_H must be a number >= 0 or 'same', got {self.alpha_H!r}.")
+            number("alpha_H", 0)
+        number("l1_ratio", 0, 1)
+        if self.mask is not None and not isinstance(self.mask, xr.DataArray):
+            raise TypeError(
+                f"mask must be a boolean xarray.DataArray or None, got {type(self.mask).__name__}."
+            )
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: xr.DataArray, y: None = None) -> NMF:
@@ -266,7 +302,7 @@ default="frobenius"
             No ``time`` dim, NaN/Inf or negative values, ``n_components`` out of
             range, an unknown ``mode``, or a ``mask`` that does not match ``X``.
         """
-        self._validate_params()
+        self._check_params()
         X = _check_dataarray(X, "X")
         feature_dims = tuple(d for d in X.dims if d != TIME)
         mask = _flat_mask(self.mask, X, feature_dims)
@@ -323,9 +359,7 @@ default="frobenius"
 
     def _solve_hals(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
         """Fused coordinate-descent solve; returns (timecourses, maps as (features, k))."""
-        from sklearn.decomposition._nmf import _initialize_nmf
-
-        if self.beta_loss not in ("frobenius", 2, 2.0):
+        if not _is_frobenius(self.beta_loss):
             raise ValueError(
                 f"solver='hals' minimises the Frobenius norm only; got beta_loss="
                 f"{self.beta_loss!r}. Use solver='mu' for other divergences."
@@ -347,7 +381,7 @@ default="frobenius"
         }
         solver_X = A if self.mode == "temporal" else A.T
         # the same initialisation as sklearn.decomposition.NMF(init=...)
-        W0, H0 = _initialize_nmf(solver_X, k, init=self.init, random_state=self.random_state)
+        W0, H0 = _initialize(solver_X, k, self.init, self.random_state)
         C, St = (W0, H0.T) if self.mode == "temporal" else (H0.T, W0)
         C = np.ascontiguousarray(C, dtype=A.dtype)
         St = np.ascontiguousarray(St, dtype=A.dtype)
@@ -364,8 +398,6 @@ default="frobenius"
 
     def _solve(self, solver_X: np.ndarray):
         """One scikit-learn solve; its ConvergenceWarnings are caught (the caller warns once)."""
-        from sklearn import config_context
-
         sk = _SklearnNMF(
             n_components=int(self.n_components),
             init=self.init,
@@ -393,8 +425,8 @@ default="frobenius"
         return W, sk.components_, sk
 
     def _frobenius_sq(self, sk, A: np.ndarray) -> float | None:
-        beta = sk._beta_loss if hasattr(sk, "_beta_loss") else None
-        if beta == 2 or self.beta_loss == "frobenius":
+        # scikit-learn reports the Frobenius norm only for beta_loss "frobenius" / 2
+        if _is_frobenius(self.beta_loss):
             return float(sk.reconstruction_err_) ** 2
         return None
 
@@ -545,6 +577,64 @@ def _same_coord(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _is_frobenius(beta_loss: Any) -> bool:
+    return beta_loss == "frobenius" or (
+        not isinstance(beta_loss, str | bool) and float(beta_loss) == 2.0
+    )
+
+
+def _initialize(
+    X: np.ndarray, k: int, init: str, random_state: Any, eps: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starting factors ``W (n, k)``, ``H (k, m)`` for ``X ~ W H``, as scikit-learn makes them.
+
+    ``"random"``: ``|N(0, 1)| * sqrt(mean(X) / k)``. ``"nndsvd"`` (Boutsidis & Gallopoulos
+    2008): from the rank-``k`` truncated SVD, the leading triplet as is (its vectors
+    are of one sign) and, for every other triplet, whichever of its positive or
+    negative parts carries more of the singular value; entries below ``eps`` become 0.
+    ``"nndsvda"`` fills those zeros with ``mean(X)``, ``"nndsvdar"`` with small random
+    values. The same arithmetic and random draws as ``sklearn.decomposition.NMF(init=...)``
+    (tested against it), built on scikit-learn's public ``randomized_svd``.
+    """
+    rng = check_random_state(random_state)
+    if init == "random":
+        avg = np.sqrt(X.mean() / k)
+        H = avg * rng.standard_normal(size=(k, X.shape[1])).astype(X.dtype, copy=False)
+        W = avg * rng.standard_normal(size=(X.shape[0], k)).astype(X.dtype, copy=False)
+        return np.abs(W), np.abs(H)
+    with config_context(assume_finite=True):  # checked by _feature_matrix
+        U, S, V = randomized_svd(X, k, random_state=random_state)
+    W, H = np.zeros_like(U), np.zeros_like(V)
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0, :] = np.sqrt(S[0]) * np.abs(V[0, :])
+    for j in range(1, k):
+        x, y = U[:, j], V[j, :]
+        x_p, y_p = np.maximum(x, 0), np.maximum(y, 0)
+        x_n, y_n = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
+        # norms as Python floats (float64 sqrt), as scikit-learn computes them
+        x_p_nrm, y_p_nrm = math.sqrt(x_p @ x_p), math.sqrt(y_p @ y_p)
+        x_n_nrm, y_n_nrm = math.sqrt(x_n @ x_n), math.sqrt(y_n @ y_n)
+        m_p, m_n = x_p_nrm * y_p_nrm, x_n_nrm * y_n_nrm
+        if m_p > m_n:
+            u, v, sigma = x_p / x_p_nrm, y_p / y_p_nrm, m_p
+        else:
+            u, v, sigma = x_n / x_n_nrm, y_n / y_n_nrm, m_n
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j] = lbd * u
+        H[j, :] = lbd * v
+    W[W < eps] = 0
+    H[H < eps] = 0
+    if init == "nndsvda":
+        avg = X.mean()
+        W[W == 0] = avg
+        H[H == 0] = avg
+    elif init == "nndsvdar":
+        avg = X.mean()
+        W[W == 0] = abs(avg * rng.standard_normal(size=len(W[W == 0])) / 100)
+        H[H == 0] = abs(avg * rng.standard_normal(size=len(H[H == 0])) / 100)
+    return W, H
+
+
 def _check_dataarray(X: Any, name: str) -> xr.DataArray:
     if not isinstance(X, xr.DataArray):
         raise TypeError(
@@ -669,7 +759,8 @@ def _cd_sweep_numpy(W: np.ndarray, HHt: np.ndarray, XHt: np.ndarray) -> float:
     """One cyclic coordinate-descent sweep over the columns of ``W`` (numpy).
 
     Same update and projected-gradient violation as scikit-learn's compiled
-    ``_update_cdnmf_fast`` (used when it imports), column by column over all rows.
+    ``_update_cdnmf_fast`` (used when it imports), column by column over all rows:
+    the fallback of :func:`_cd_kernel`.
     """
     violation = 0.0
     for t in range(W.shape[1]):
@@ -683,25 +774,29 @@ def _cd_sweep_numpy(W: np.ndarray, HHt: np.ndarray, XHt: np.ndarray) -> float:
     return violation
 
 
-def _cd_kernel():
-    """scikit-learn's compiled CD sweep (private; the arithmetic of solver="cd"), or None."""
+def _cd_kernel() -> Any:
+    """scikit-learn's compiled CD sweep, or None when this scikit-learn lacks it.
+
+    ``_update_cdnmf_fast`` is private (the arithmetic of ``NMF(solver="cd")``), so it
+    is imported here, on first use, never at import time: a scikit-learn release
+    without it (or with another signature) falls back to :func:`_cd_sweep_numpy`,
+    which computes the same sweep (``tests/test_decomposition.py`` compares them;
+    ``benchmarks/bench_nmf.py`` measures what the kernel buys).
+    """
     try:
         from sklearn.decomposition._cdnmf_fast import _update_cdnmf_fast
-    except ImportError:  # pragma: no cover - depends on the scikit-learn release
+    except ImportError:
         return None
     return _update_cdnmf_fast
 
 
-def _cd_sweep(W: np.ndarray, HHt: np.ndarray, XHt: np.ndarray, kernel: Any = "auto") -> float:
+def _cd_sweep(W: np.ndarray, HHt: np.ndarray, XHt: np.ndarray, kernel: Any = None) -> float:
     """One coordinate-descent sweep on ``W`` (C-contiguous) for ``min ||X - W H||``.
 
     ``HHt = H H^T`` and ``XHt = X H^T`` (regularisation folded in). Returns the L1
     norm of the projected gradient met on the way (scikit-learn's ``violation``).
-    ``kernel="auto"`` uses scikit-learn's compiled kernel when it imports, ``None``
-    the numpy version.
+    ``kernel`` is :func:`_cd_kernel`'s compiled sweep, or None for the numpy one.
     """
-    if kernel == "auto":
-        kernel = _cd_kernel()
     if kernel is None:
         return _cd_sweep_numpy(W, HHt, XHt)
     perm = np.arange(W.shape[1], dtype=np.intp)
@@ -728,6 +823,7 @@ def _fused_cd(
     inner: int = _INNER_SWEEPS,
     warmup: int = _WARMUP_ITER,
     polish: bool = True,
+    kernel: Any = "auto",
 ) -> tuple[int, bool]:
     """Coordinate-descent NMF ``A ~ C @ St.T`` reading ``A`` once per iteration.
 
@@ -743,8 +839,11 @@ def _fused_cd(
     iteration's (scikit-learn's rule); then sweeps the factor scikit-learn's
     ``transform`` would re-solve (``C`` if ``temporal``, else ``St``) with the
     other fixed until its violation falls by ``tol`` (``polish=False`` skips
-    that). Returns ``(n_iter, converged)``.
+    that). ``kernel``: ``"auto"`` uses scikit-learn's compiled sweep when it imports
+    (:func:`_cd_kernel`), ``None`` the numpy one. Returns ``(n_iter, converged)``.
     """
+    if kernel == "auto":
+        kernel = _cd_kernel()
     n_time, n_feat = A.shape
     k = C.shape[1]
     dt = A.dtype
@@ -759,9 +858,9 @@ def _fused_cd(
 
     def update_C(SSt: np.ndarray, ASt: np.ndarray, n_sweeps: int = 1) -> float:
         G, B = gram_C(SSt), ASt - dt.type(l1_C) if l1_C else ASt
-        violation = _cd_sweep(C, G, B)
+        violation = _cd_sweep(C, G, B, kernel)
         for _ in range(n_sweeps - 1):
-            _cd_sweep(C, G, B)
+            _cd_sweep(C, G, B, kernel)
         return violation
 
     def update_S(CtC: np.ndarray, n_sweeps: int = 1) -> tuple[float, np.ndarray]:
@@ -774,9 +873,9 @@ def _fused_cd(
             B = Aj.T @ C
             if l1_S:
                 B -= dt.type(l1_S)
-            violation += _cd_sweep(St[sl], G, B)
+            violation += _cd_sweep(St[sl], G, B, kernel)
             for _ in range(n_sweeps - 1):
-                _cd_sweep(St[sl], G, B)
+                _cd_sweep(St[sl], G, B, kernel)
             ASt += Aj @ St[sl]
         return violation, ASt
 
@@ -819,7 +918,7 @@ def _fused_cd(
             if l1_S:
                 B -= dt.type(l1_S)
             St_j = St[sl]
-            _polish(lambda St_j=St_j, B=B: _cd_sweep(St_j, G, B), tol, max_iter)
+            _polish(lambda St_j=St_j, B=B: _cd_sweep(St_j, G, B, kernel), tol, max_iter)
     return n_iter, converged
 
 

@@ -1,9 +1,11 @@
 """Model selection for NMF: how many components, and how stable are they.
 
-Four views, each a function returning a labelled table (pandas):
+:func:`select_components` runs the whole comparison in this process: it fits NMF
+through a :class:`fusi_nmf.pipeline.Workspace` for every ``n_components`` x
+``random_state`` (optionally in parallel) and returns one :class:`xarray.Dataset`
+with four views, each also available as a function returning a table (pandas):
 
-- :func:`sweep_table` - reconstruction error and explained variance vs ``n_components``
-  from the records of a papermill sweep (:mod:`fusi_nmf.sweep`); the "elbow".
+- the fit (reconstruction error, explained variance) vs ``n_components``: the "elbow";
 - :func:`bicv_error` / :func:`bicv_curve` - held-out error by bi-cross-validation
   (Owen & Perry 2009): rows (frames) and columns (voxels) are split at random into
   halves ``[[A, B], [C, D]]``; NMF is fit on ``D = W_D H_D``; ``W_A`` is solved from
@@ -13,102 +15,45 @@ Four views, each a function returning a labelled table (pandas):
 - :func:`stability` - for each ``k``, maps fit from different seeds are matched one to one
   (Hungarian algorithm on map correlations, :func:`fusi_nmf.metrics.match_components`); the
   mean matched correlation says whether the components are reproducible. It needs fits
-  from random restarts (``init="random"``, what :func:`component_sweep` uses): the
+  from random restarts (``init="random"``, what :func:`select_components` uses): the
   default ``nndsvda`` initialisation ignores the seed.
 - :func:`recovery_by_k` - on the simulated recording, recovery of the planted sources.
 
-:func:`component_sweep` runs the sweep itself: chapter 4's notebook
-(``notebooks/04_temporal_nmf.ipynb``, found by :func:`find_sweep_notebook`) once per
-``n_components`` x ``random_state`` through :func:`fusi_nmf.sweep.run_sweep`.
-
-:func:`recommend_k` combines them with a rule stated in its docstring.
+:func:`recommend_k` combines them with a rule stated in its docstring. For sweeps over
+any notebook parameter, executed notebook by notebook, see :mod:`fusi_nmf.sweep`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
 import warnings
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from joblib import Parallel, delayed
+from sklearn.decomposition import non_negative_factorization
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+
+from fusi_nmf.decomposition import NMF
+from fusi_nmf.metrics import match_components, source_recovery
 
 __all__ = [
-    "SWEEP_NOTEBOOK",
+    "DEFAULT_KS",
     "bicv_curve",
     "bicv_error",
-    "component_sweep",
-    "find_sweep_notebook",
-    "load_sweep_fits",
     "recommend_k",
     "recovery_by_k",
+    "select_components",
     "split_half_stability",
     "stability",
-    "sweep_table",
 ]
 
-
-SWEEP_NOTEBOOK = "04_temporal_nmf.ipynb"
-
-
-# ---------------------------------------------------------------------- the sweep
-def find_sweep_notebook(
-    notebook: str | os.PathLike | None = None, name: str = SWEEP_NOTEBOOK
-) -> Path:
-    """The chapter notebook a component sweep runs (chapter 4, temporal NMF, by default).
-
-    Parameters
-    ----------
-    notebook : path, optional
-        An explicit notebook; it must exist. ``None`` or ``""``: look for ``name`` in the
-        repository's ``notebooks/`` folder (beside the installed package, i.e. an editable
-        install or a clone), then in the current folder, ``./notebooks`` and
-        ``../notebooks``.
-    name : str
-        File name to look for.
-
-    Returns
-    -------
-    Path
-        Absolute path of the notebook.
-
-    Raises
-    ------
-    FileNotFoundError
-        Not found; the message lists every place searched and says how to point at it.
-    """
-    if notebook:
-        path = Path(notebook).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Sweep notebook {path} does not exist; pass the path of "
-                f"notebooks/{name} from a clone of the fusi-nmf repository"
-            )
-        return path.resolve()
-    import fusi_nmf
-
-    cwd = Path.cwd()
-    candidates = [
-        Path(fusi_nmf.__file__).resolve().parents[1] / "notebooks" / name,
-        cwd / name,
-        cwd / "notebooks" / name,
-        cwd.parent / "notebooks" / name,
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    searched = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise FileNotFoundError(
-        f"Cannot find the sweep notebook {name} (searched {searched}). The package is "
-        "probably installed without its notebooks: pass sweep_notebook= (the notebook "
-        f"parameter) / notebook= the path of notebooks/{name} in a clone of the repository"
-    )
+# The chapters fit k=10 (PipelineConfig.n_components); the grid brackets it.
+DEFAULT_KS = (4, 8, 10, 12, 16)
 
 
 def _int_list(values: Iterable[int], name: str) -> list[int]:
@@ -124,189 +69,158 @@ def _int_list(values: Iterable[int], name: str) -> list[int]:
     return sorted(set(out))
 
 
-def component_sweep(
-    work_dir: str | os.PathLike,
-    ks: Iterable[int],
-    seeds: Iterable[int] = (0, 1),
-    *,
-    init: str | None = "random",
-    notebook: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike | None = None,
-    jobs: int = 1,
-    force: bool = False,
-    allow_failures: bool = False,
-    prepare: bool = True,
-    progress: bool | None = None,
-    **fixed: Any,
-) -> Path:
-    """Run chapter 4 once per ``n_components`` x ``random_state`` with papermill.
 
-    Every run executes the notebook with a real kernel (:func:`fusi_nmf.sweep.run_sweep`)
-    and saves its fit (maps NIfTI, time courses TSV, ``summary.json``) in its run folder;
-    read them back with :func:`sweep_table` and :func:`load_sweep_fits`. The sweep is
-    resumable: completed runs are skipped, so calling this again (e.g. rebuilding the
-    book) costs a few file reads, and adding a ``k`` runs only the new combinations.
+# ---------------------------------------------------------------------- the sweep
+def select_components(
+    workspace: Any,
+    ks: Iterable[int] = DEFAULT_KS,
+    seeds: Iterable[int] = (0, 1, 2),
+    *,
+    init: str = "random",
+    max_iter: int | None = None,
+    bicv_repeats: int = 1,
+    bicv_max_iter: int = 100,
+    block_frames: int = 20,
+    block_mm: float = 0.5,
+    tolerance: float = 0.05,
+    stability_threshold: float = 0.8,
+    n_jobs: int = 1,
+) -> xr.Dataset:
+    """Compare numbers of components on a workspace's data, in this process.
+
+    Every (``k``, seed) pair is one temporal NMF fit through ``workspace.nmf`` (so
+    fits are cached in the workspace's folder and a second call only reads them), on
+    the workspace's pos/neg split data with its brain mask. From the fits and from
+    bi-cross-validation on the same data it computes the fit, held-out error,
+    reproducibility across seeds and, when the workspace has ground truth, recovery of
+    the planted sources, then applies :func:`recommend_k`.
 
     Parameters
     ----------
-    work_dir : path
-        The pipeline's shared cache folder: every run reuses its cached preprocessing and
-        caches its NMF fit there.
-    ks, seeds : iterable of int
-        ``n_components`` and ``random_state`` values; every pair is one run.
-    init : str or None
-        NMF initialisation of every run. ``"random"`` (default): every seed starts from
-        a different random point, which is what makes :func:`stability` across seeds
-        informative. The notebooks' own default, ``"nndsvda"``, is computed from an SVD
-        of the data and ignores the seed, so all seeds give the same fit (a warning says
-        so when several seeds are asked for). ``None``: do not pass ``init`` (for a
-        notebook that does not declare it).
-    notebook : path, optional
-        Notebook to run (default: :func:`find_sweep_notebook`). It must declare
-        ``n_components``, ``random_state``, ``work_dir`` and ``output_dir`` (and
-        ``init`` unless ``init=None``).
-    out_dir : path, optional
-        Sweep folder. Default ``work_dir/sweeps/<notebook>-<hash of fixed parameters>``,
-        so sweeps on other data or settings never mix.
-    jobs : int
-        Runs in parallel on this machine (each kernel gets one BLAS thread).
-    force : bool
-        Redo completed runs.
-    allow_failures : bool
-        By default a failed run raises; with True it is only warned about (and left out
-        of :func:`sweep_table`).
-    prepare : bool
-        Compute the preprocessing once here (cached in ``work_dir``) before the runs start,
-        so parallel runs do not each compute it.
-    progress : bool, optional
-        Progress lines on stderr.
-    **fixed
-        Parameters passed unchanged to every run, e.g. ``dataset``, ``preset``, ``seed``,
-        ``data_dir``, ``registration``, ``cleaning``, ``standardize``, ``max_iter``
-        (names the notebook declares).
+    workspace : fusi_nmf.pipeline.Workspace
+        The data and preprocessing (anything with ``nmf``, ``split`` and
+        ``ground_truth`` methods like a Workspace's).
+    ks : iterable of int, default :data:`DEFAULT_KS`
+        Numbers of components to compare.
+    seeds : iterable of int, default (0, 1, 2)
+        NMF seeds per ``k`` (random restarts; stability needs at least two).
+    init : str, default "random"
+        NMF initialisation. ``"random"`` makes every seed start elsewhere, which is
+        what makes stability informative; a deterministic init (``"nndsvda"``) gives
+        the same fit for every seed (a warning says so).
+    max_iter : int, optional
+        NMF iterations per fit (default: the workspace's ``max_iter``).
+    bicv_repeats, bicv_max_iter, block_frames, block_mm
+        Bi-cross-validation: random splits per ``k``, NMF iterations of its inner fits,
+        frames and millimetres held out together (see :func:`bicv_error`).
+    tolerance, stability_threshold
+        The rule of :func:`recommend_k`.
+    n_jobs : int, default 1
+        Fits run in parallel threads, each with one BLAS thread (the solver's heavy
+        parts release the GIL). ``-1``: one per core.
 
     Returns
     -------
-    Path
-        The sweep folder (``runs/<run id>/``, ``runs.tsv``).
+    xarray.Dataset
+        Dims ``n_components`` (the sorted ``ks``) and ``random_state`` (the seeds):
+        ``reconstruction_err``, ``explained_variance``, ``n_iter``, ``converged``
+        (per fit); ``heldout_error``, ``heldout_error_sd``, ``stability``,
+        ``stability_min`` and, with ground truth, ``timecourse_r``, ``map_r``,
+        ``timecourse_r_min`` (per ``k``). Attrs: ``recommended_k``, ``candidates``,
+        ``stable``, ``reason`` (from :func:`recommend_k`) and the settings used.
+        ``to_dataframe()`` / ``.mean("random_state")`` give the tables.
 
     Raises
     ------
-    FileNotFoundError
-        The notebook cannot be found.
-    RuntimeError
-        A run failed (unless ``allow_failures``); the message names the runs and errors.
+    ValueError, TypeError
+        Empty or non-integer ``ks``/``seeds``, a ``k`` too large for the data, a bad
+        ``n_jobs``.
     """
-    from fusi_nmf.pipeline import PipelineConfig, Workspace
-    from fusi_nmf.sweep import run_sweep
-
-    path = find_sweep_notebook(notebook)
-    grid = {"n_components": _int_list(ks, "ks"), "random_state": _int_list(seeds, "seeds")}
-    for key in ("n_components", "random_state", "output_dir", "work_dir"):
-        if key in fixed:
-            raise ValueError(f"{key} is set by component_sweep; do not pass it in **fixed")
-    if init is not None and init != "random" and len(grid["random_state"]) > 1:
+    ks = _int_list(ks, "ks")
+    seeds = _int_list(seeds, "seeds")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if init != "random" and len(seeds) > 1:
         warnings.warn(
-            f"init={init!r} does not depend on the seed: every seed in {grid['random_state']} "
-            "gives the same fit, so stability across seeds will be ~1 whatever k; "
-            "use init='random' to measure it",
+            f"init={init!r} does not depend on the seed: every seed in {seeds} gives the "
+            "same fit, so stability across seeds will be ~1 whatever k; use init='random' "
+            "to measure it",
             UserWarning,
             stacklevel=2,
         )
-    work = Path(work_dir).expanduser().resolve()
-    fixed = {"work_dir": str(work), **fixed}
-    if init is not None:
-        fixed["init"] = init
-    if out_dir is None:
-        key = hashlib.sha256(
-            json.dumps({k: v for k, v in fixed.items() if k != "work_dir"}, sort_keys=True,
-                       default=str).encode()
-        ).hexdigest()[:12]
-        out_dir = work / "sweeps" / f"{path.stem}-{key}"
-    out = Path(out_dir)
-    if prepare:
-        names = {f for f in PipelineConfig.__dataclass_fields__} - {
-            "n_components", "random_state", "init"
-        }
-        params = {k: v for k, v in fixed.items() if k in names}
-        params["data_dir"] = params.get("data_dir") or None
-        Workspace(work, progress=progress, **params).standardized()
-    records = run_sweep(path, grid, out, fixed, jobs=jobs, force=force, progress=progress)
-    failed = [r for r in records if r.get("status") != "ok"]
-    if failed:
-        lines = "; ".join(
-            f"{r['run_id']}: {r.get('error', '?')} [{r.get('error_location', '')}]"
-            for r in failed
-        )
-        message = (
-            f"{len(failed)} of {len(records)} sweep run(s) failed ({lines}); executed "
-            f"notebooks and records are in {out / 'runs'}"
-        )
-        if not allow_failures:
-            raise RuntimeError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return out
+    settings: dict[str, Any] = {"init": init}
+    if max_iter is not None:
+        settings["max_iter"] = int(max_iter)
+    data = workspace.split()  # computed (or read) once, before the threads share it
 
+    def fit(k: int, seed: int):
+        with warnings.catch_warnings():
+            # recorded in the converged variable instead
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return workspace.nmf("temporal", n_components=k, random_state=seed, **settings)
 
-# ---------------------------------------------------------------------- sweep records
-def sweep_table(sweep_dir: str | os.PathLike, mode: str = "temporal") -> pd.DataFrame:
-    """One row per successful run of a sweep: parameters and fit metrics of ``mode``.
+    def heldout(k: int, repeat: int) -> float:
+        return bicv_error(data, k, random_state=repeat, max_iter=bicv_max_iter,
+                          block_frames=block_frames, block_mm=block_mm)
 
-    Parameters
-    ----------
-    sweep_dir : path
-        The ``--out`` folder of ``python -m fusi_nmf sweep``.
-    mode : {"temporal", "spatial"}
-        Which fit's metrics to report.
-    """
-    from fusi_nmf.sweep import load_records
+    pairs = list(itertools.product(ks, seeds))
+    splits = list(itertools.product(ks, range(int(bicv_repeats))))
+    tasks = [delayed(fit)(k, s) for k, s in pairs] + [delayed(heldout)(k, r) for k, r in splits]
+    if n_jobs == 1:
+        results = [task[0](*task[1], **task[2]) for task in tasks]
+    else:
+        # threads share the workspace and the data; one BLAS thread each, so that
+        # n_jobs workers use n_jobs cores instead of oversubscribing them
+        with threadpool_limits(limits=1):
+            results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+    fits = dict(zip(pairs, results[: len(pairs)], strict=True))
+    errors = np.array(results[len(pairs) :], dtype=float).reshape(len(ks), -1)
 
-    records = load_records(sweep_dir)
-    if not records:
-        raise FileNotFoundError(
-            f"No sweep records under {Path(sweep_dir) / 'runs'}; "
-            "run `python -m fusi_nmf sweep` first"
-        )
-    rows = []
-    for rec in records:
-        if rec.get("status") != "ok":
-            continue
-        metrics = rec.get("metrics", {})
-        if f"{mode}.reconstruction_err" not in metrics:
-            continue
-        row = dict(rec["parameters"])
-        row.update({k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{mode}.")})
-        row["run_id"] = rec["run_id"]
-        row["wall_time_s"] = rec.get("wall_time_s")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"No successful {mode!r} runs with metrics in {sweep_dir}")
-    return pd.DataFrame(rows).sort_values(["n_components", "random_state"]).reset_index(drop=True)
+    def per_fit(attr: str, dtype: Any) -> xr.DataArray:
+        values = [[getattr(fits[(k, s)], attr) for s in seeds] for k in ks]
+        return xr.DataArray(np.asarray(values, dtype=dtype), dims=("n_components", "random_state"))
 
-
-def load_sweep_fits(
-    sweep_dir: str | os.PathLike, mode: str = "temporal"
-) -> dict[tuple[int, int], dict[str, xr.DataArray]]:
-    """Maps and time courses of each successful run, keyed by ``(n_components, random_state)``."""
-    from fusi_nmf.io import load_nifti
-
-    fits = {}
-    for _, row in sweep_table(sweep_dir, mode).iterrows():
-        summary_path = Path(sweep_dir) / "runs" / row["run_id"] / "summary.json"
-        summary = json.loads(summary_path.read_text())
-        outputs = summary["outputs"]
-        maps = load_nifti(outputs[f"maps_{mode}"])
-        tcs = pd.read_csv(outputs[f"timecourses_{mode}"], sep="\t", index_col="time")
-        timecourses = xr.DataArray(
-            tcs.to_numpy(dtype=np.float32),
-            dims=("time", "component"),
-            coords={"time": tcs.index.to_numpy(), "component": np.arange(tcs.shape[1])},
-        )
-        fits[(int(row["n_components"]), int(row["random_state"]))] = {
-            "maps": maps,
-            "timecourses": timecourses,
-        }
-    return fits
+    ds = xr.Dataset(
+        {
+            "reconstruction_err": per_fit("reconstruction_err", float),
+            "explained_variance": per_fit("explained_variance", float),
+            "n_iter": per_fit("n_iter", int),
+            "converged": per_fit("converged", bool),
+            "heldout_error": ("n_components", errors.mean(axis=1)),
+            "heldout_error_sd": ("n_components", errors.std(axis=1)),
+        },
+        coords={"n_components": ks, "random_state": seeds},
+    )
+    maps = {key: {"maps": r.maps, "timecourses": r.timecourses} for key, r in fits.items()}
+    tables = [stability(maps)]
+    truth = workspace.ground_truth()
+    if truth is not None:
+        tables.append(recovery_by_k(maps, truth))
+    for table in tables:
+        table = table.set_index("n_components").drop(columns="n_pairs", errors="ignore")
+        for name in table.columns:
+            ds[name] = ("n_components", table[name].reindex(ks).to_numpy(dtype=float))
+    choice = recommend_k(
+        ds[["heldout_error", "stability"]].to_dataframe().reset_index(),
+        tolerance=tolerance,
+        stability_threshold=stability_threshold,
+    )
+    ds.attrs = {
+        "recommended_k": choice["n_components"],
+        "candidates": choice["candidates"],
+        "stable": choice["stable"],
+        "reason": choice["reason"],
+        "init": init,
+        "max_iter": settings.get("max_iter", getattr(workspace.config, "max_iter", None)),
+        "bicv": f"{bicv_repeats} split(s), blocks of {block_frames} frames and {block_mm} mm, "
+        f"max_iter={bicv_max_iter}",
+        "tolerance": tolerance,
+        "stability_threshold": stability_threshold,
+        "has_ground_truth": int(truth is not None),
+    }
+    ds["heldout_error"].attrs["long_name"] = "held-out error (bi-cross-validation)"
+    ds["stability"].attrs["long_name"] = "mean matched map correlation across seeds"
+    return ds
 
 
 # ------------------------------------------------------------------------ stability
@@ -314,15 +228,13 @@ def stability(fits: dict[tuple[int, int], dict[str, xr.DataArray]]) -> pd.DataFr
     """Mean matched map correlation between every pair of seeds, for each ``k``.
 
     Meaningful for fits from random restarts (``init="random"``, as
-    :func:`component_sweep` runs them): with a deterministic initialisation such as
+    :func:`select_components` runs them): with a deterministic initialisation such as
     ``nndsvda`` every seed gives the same fit and the stability is ~1 for every ``k``.
 
     Returns a table with columns ``n_components``, ``stability`` (mean over seed pairs of
     the mean matched correlation), ``stability_min`` (worst matched component over all
     pairs) and ``n_pairs``.
     """
-    from fusi_nmf.metrics import match_components
-
     rows = []
     for k in sorted({k for k, _ in fits}):
         seeds = sorted(s for kk, s in fits if kk == k)
@@ -377,9 +289,6 @@ def split_half_stability(
         Columns ``n_components``, ``split_half`` (mean matched map correlation) and
         ``split_half_min`` (worst matched component).
     """
-    from fusi_nmf.decomposition import NMF
-    from fusi_nmf.metrics import match_components
-
     _features_matrix(data)  # validates dims and values
     n = data.sizes["time"]
     halves = (data.isel(time=slice(0, n // 2)), data.isel(time=slice(n // 2, None)))
@@ -474,9 +383,6 @@ def bicv_error(
     block_mm : float
         Edge of the spatial tiles moved together, in mm (0: voxels split independently).
     """
-    from sklearn.decomposition import non_negative_factorization
-    from sklearn.exceptions import ConvergenceWarning
-
     if block_frames < 1:
         raise ValueError(f"block_frames must be >= 1, got {block_frames}")
     X = _features_matrix(data)
@@ -547,8 +453,6 @@ def recovery_by_k(
     left without a component, when ``k`` is below the number of sources, counts as 0) and
     ``timecourse_r_min`` the worst source's time-course |r|.
     """
-    from fusi_nmf.metrics import source_recovery
-
     rows = []
     for (k, seed), fit in sorted(fits.items()):
         # A source left without a component (k < number of sources) counts as r = 0.

@@ -7,12 +7,16 @@ import warnings
 
 import numpy as np
 import pytest
-import sklearn.decomposition._nmf as sk_nmf
+import sklearn
 import xarray as xr
+from sklearn.decomposition import NMF as SkNMF
 from sklearn.exceptions import ConvergenceWarning
 
 import fusi_nmf.decomposition as dec
 from fusi_nmf.decomposition import NMF
+from fusi_nmf.metrics import source_recovery
+from fusi_nmf.signal import split_sign, standardize
+from fusi_nmf.simulate import simulate_recording
 
 MODES = ["temporal", "spatial"]
 
@@ -54,22 +58,22 @@ def planted():
 
 @pytest.fixture
 def solve_counter(monkeypatch):
-    """Count real solves: scikit-learn's NMF solver and our "hals" solver (both still run)."""
+    """Count runs of our "hals" solver (the spy calls the real one)."""
     calls = {"n": 0}
-    original = sk_nmf.NMF._fit_transform
     original_hals = dec._fused_cd
-
-    def spy(self, *args, **kwargs):
-        calls["n"] += 1
-        return original(self, *args, **kwargs)
 
     def spy_hals(*args, **kwargs):
         calls["n"] += 1
         return original_hals(*args, **kwargs)
 
-    monkeypatch.setattr(sk_nmf.NMF, "_fit_transform", spy)
     monkeypatch.setattr(dec, "_fused_cd", spy_hals)
     return calls
+
+
+def _energy_order(tc: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """The component order NMF reports: decreasing ||timecourse|| * ||map||, stable."""
+    energy = np.linalg.norm(tc, axis=0).astype(np.float64) * np.linalg.norm(maps, axis=1)
+    return np.argsort(-energy, kind="stable")
 
 
 def _frobenius(A, W, H):
@@ -118,11 +122,10 @@ def test_no_sign_dim_and_any_dim_order():
     )
 
 
-@pytest.mark.parametrize("solver", ["hals", "cd"])
 @pytest.mark.parametrize("mode", MODES)
-def test_one_solve_only(planted, solve_counter, mode, solver):
+def test_one_solve_only(planted, solve_counter, mode):
     X, _, _ = planted
-    model = NMF(3, mode=mode, random_state=0, solver=solver)
+    model = NMF(3, mode=mode, random_state=0)
     model.fit_transform(X)
     assert solve_counter["n"] == 1
     model.fit(X)
@@ -130,14 +133,24 @@ def test_one_solve_only(planted, solve_counter, mode, solver):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_reference_fit_then_transform_solves_twice(planted, solve_counter):
-    # the counter does see a second solve when there is one
+@pytest.mark.parametrize("mode", MODES)
+def test_cd_solver_is_one_sklearn_solve(planted, mode):
+    # solver="cd" returns scikit-learn's fit_transform factors themselves (one solve),
+    # reordered by energy; fit followed by transform (a second solve) gives other numbers
     X, _, _ = planted
-    sk = sk_nmf.NMF(3, init="nndsvda", random_state=0)
-    A = X.values.reshape(X.sizes["time"], -1)
-    sk.fit(A)
-    sk.transform(A)
-    assert solve_counter["n"] == 2
+    A = np.ascontiguousarray(X.values.reshape(X.sizes["time"], -1))
+    M = A if mode == "temporal" else A.T
+    model = NMF(3, mode=mode, random_state=0, solver="cd", max_iter=50)
+    tc = model.fit_transform(X).values
+    sk = SkNMF(3, init="nndsvda", random_state=0, max_iter=50)
+    W = sk.fit_transform(M)
+    ref_tc, ref_maps = (W, sk.components_) if mode == "temporal" else (sk.components_.T, W.T)
+    order = _energy_order(ref_tc, ref_maps)
+    np.testing.assert_array_equal(tc, ref_tc[:, order])
+    np.testing.assert_array_equal(model.maps_.values.reshape(3, -1), ref_maps[order])
+    assert model.reconstruction_err_ == sk.reconstruction_err_
+    if mode == "temporal":
+        assert not np.array_equal(sk.transform(M), W)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -307,11 +320,7 @@ def test_planted_source_recovery_simulated(mode):
     (see the report of this module's author); z-scoring flattens the Gaussian
     footprints, so the maps correlate less with the Gaussian truth than the time courses.
     """
-    simulate = pytest.importorskip("fusi_nmf.simulate")
-    from fusi_nmf.metrics import source_recovery
-    from fusi_nmf.signal import split_sign, standardize
-
-    sim = simulate.simulate_recording(
+    sim = simulate_recording(
         "small", seed=0, motion=False, drift=False, global_signal=False, surges=False, noise=False
     )
     X = split_sign(standardize(sim.power_doppler, method="zscore"))
@@ -339,8 +348,8 @@ def _matrix(seed=0, n=60, m=150, k=4, noise=0.1):
     return A.astype(np.float32)
 
 
-def _init(A, k, temporal, seed=0):
-    W0, H0 = sk_nmf._initialize_nmf(A if temporal else A.T, k, init="nndsvda", random_state=seed)
+def _init(A, k, temporal, seed=0, init="nndsvda"):
+    W0, H0 = dec._initialize(A if temporal else A.T, k, init, seed)
     C, St = (W0, H0.T) if temporal else (H0.T, W0)
     return np.array(C, dtype=A.dtype, order="C"), np.array(St, dtype=A.dtype, order="C")
 
@@ -365,45 +374,77 @@ def test_hals_error_non_increasing(temporal, monkeypatch):
     assert _frobenius(A, C, St.T) <= errs[-1] * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("init", ["nndsvda", "nndsvd", "nndsvdar", "random"])
 @pytest.mark.parametrize("temporal", [True, False])
-def test_hals_warmup_follows_sklearn_cd_path(temporal, monkeypatch):
-    # with one sweep per update, the fused solver iterates exactly what sklearn's cd does
+def test_own_init_and_warmup_follow_sklearn_cd(temporal, init, monkeypatch):
+    # our initialisation and, with one sweep per update, the fused solver iterate exactly
+    # what scikit-learn's NMF(solver="cd") does (public API, same init name and seed)
     monkeypatch.setattr(dec, "_BLOCK_BYTES", 60 * 4 * 32)
     A = _matrix(seed=4)
-    C, St = _init(A, 4, temporal)
-    dec._fused_cd(A, C, St, temporal=temporal, tol=0, max_iter=15, warmup=15, polish=False)
     M = A if temporal else A.T
-    W0, H0 = sk_nmf._initialize_nmf(M, 4, init="nndsvda", random_state=0)
-    W, H, n_iter = sk_nmf._fit_coordinate_descent(M, W0, H0, tol=0, max_iter=15)
-    assert n_iter == 15
-    ref_C, ref_St = (W, H.T) if temporal else (H.T, W)
-    np.testing.assert_allclose(C, ref_C, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(St, ref_St, rtol=1e-3, atol=1e-4)
+    for max_iter in (1, 15):
+        C, St = _init(A, 4, temporal, seed=3, init=init)
+        dec._fused_cd(A, C, St, temporal=temporal, tol=0, max_iter=max_iter, warmup=15,
+                      polish=False)
+        sk = SkNMF(4, init=init, solver="cd", tol=0, max_iter=max_iter, random_state=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            W = sk.fit_transform(M)
+        assert sk.n_iter_ == max_iter
+        ref_C, ref_St = (W, sk.components_.T) if temporal else (sk.components_.T, W)
+        np.testing.assert_allclose(C, ref_C, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(St, ref_St, rtol=1e-4, atol=1e-5)
 
 
-def test_numpy_sweep_matches_compiled_kernel():
+def test_compiled_kernel_is_there_in_the_tested_scikit_learn():
+    # pyproject.toml bounds scikit-learn to the tested minor range, where the private
+    # kernel exists; without it the solver silently runs the (slower) numpy fallback
+    assert sklearn.__version__.startswith("1.9."), sklearn.__version__
+    assert dec._cd_kernel() is not None
+
+
+def test_compiled_kernel_matches_numpy_fallback():
+    kernel = dec._cd_kernel()
+    assert kernel is not None
     rng = np.random.default_rng(0)
-    H = rng.random((5, 40))
-    X = rng.random((30, 40))
-    W1 = rng.random((30, 5))
-    W1[:, 2] = 0  # zeros take the projected gradient branch
-    W2 = W1.copy()
-    HHt, XHt = H @ H.T, X @ H.T
-    v1 = dec._cd_sweep(W1, HHt, XHt)
-    v2 = dec._cd_sweep(W2, HHt, XHt, kernel=None)
-    np.testing.assert_allclose(W2, W1, rtol=1e-12, atol=1e-12)
-    assert v2 == pytest.approx(v1, rel=1e-12)
-    assert W1.min() >= 0
+    for dtype in (np.float64, np.float32):
+        H = rng.random((5, 40)).astype(dtype)
+        X = rng.random((30, 40)).astype(dtype)
+        W1 = rng.random((30, 5)).astype(dtype)
+        W1[:, 2] = 0  # zeros take the projected gradient branch
+        W1[3, 0] = 0
+        W2 = W1.copy()
+        HHt, XHt = H @ H.T, X @ H.T - 3.0  # a negative gradient part: some entries clip to 0
+        v1 = dec._cd_sweep(W1, HHt, XHt, kernel)
+        v2 = dec._cd_sweep(W2, HHt, XHt, None)
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(W2, W1, rtol=rtol, atol=rtol)
+        assert v2 == pytest.approx(v1, rel=rtol)
+        assert W1.min() >= 0 and (W1 == 0).any()
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_whole_solve_with_the_numpy_fallback_matches_the_kernel(temporal, monkeypatch):
+    # the fallback runs a whole fused solve (warm-up, inner sweeps, polish) to the same factors
+    monkeypatch.setattr(dec, "_BLOCK_BYTES", 60 * 4 * 32)
+    A = _matrix(seed=5)
+    results = []
+    for kernel in (dec._cd_kernel(), None):
+        C, St = _init(A, 4, temporal)
+        n_iter, converged = dec._fused_cd(A, C, St, temporal=temporal, tol=1e-4, max_iter=200,
+                                          warmup=5, kernel=kernel)
+        results.append((C, St, n_iter, converged))
+    (C1, S1, n1, ok1), (C2, S2, n2, ok2) = results
+    assert ok1 and ok2 and n1 == n2 and n1 > 5
+    np.testing.assert_allclose(C2, C1, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(S2, S1, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_hals_error_at_or_below_sklearn_fit_transform(mode):
     """On the noisy small simulation, one "hals" solve ends at or below the error of
     scikit-learn's fit + transform (the reference, two solves), for several seeds."""
-    simulate = pytest.importorskip("fusi_nmf.simulate")
-    from fusi_nmf.signal import split_sign, standardize
-
-    sim = simulate.simulate_recording("small", seed=0)
+    sim = simulate_recording("small", seed=0)
     X = split_sign(standardize(sim.power_doppler, method="zscore"))
     A = np.ascontiguousarray(X.values.reshape(X.sizes["time"], -1))
     M = A if mode == "temporal" else A.T
@@ -413,7 +454,7 @@ def test_hals_error_at_or_below_sklearn_fit_transform(mode):
         assert model.converged_
         ours = _frobenius(A, tc.values, model.maps_.values.reshape(5, -1))
         assert model.reconstruction_err_ == pytest.approx(ours, rel=1e-6)
-        sk = sk_nmf.NMF(5, init=init, random_state=seed, max_iter=500).fit(M)
+        sk = SkNMF(5, init=init, random_state=seed, max_iter=500).fit(M)
         ref = _frobenius(M, sk.transform(M), sk.components_)
         assert ours <= ref * (1 + 1e-7), (seed, ours, ref)
 
@@ -437,3 +478,35 @@ def test_hals_l1_regularisation_sparsifies(planted, mode):
     n0 = lambda m: int((m.maps_.values == 0).sum()) + int((m.timecourses_.values == 0).sum())  # noqa: E731
     assert n0(sparse) > n0(plain)
     assert sparse.reconstruction_err_ > plain.reconstruction_err_
+
+
+@pytest.mark.parametrize(
+    ("params", "exc", "match"),
+    [
+        ({"n_components": 2.0}, TypeError, "n_components must be an integer"),
+        ({"n_components": True}, TypeError, "n_components must be an integer"),
+        ({"init": "svd"}, ValueError, "init must be one of"),
+        ({"solver": "als"}, ValueError, "solver must be one of"),
+        ({"beta_loss": "l1"}, ValueError, "beta_loss must be one of"),
+        ({"tol": -1.0}, ValueError, r"tol must be >= 0"),
+        ({"max_iter": 0}, ValueError, r"max_iter must be >= 1"),
+        ({"random_state": "seed"}, ValueError, "RandomState"),
+        ({"alpha_W": -0.1}, ValueError, "alpha_W"),
+        ({"alpha_H": "other"}, ValueError, "alpha_H must be a number >= 0 or 'same'"),
+        ({"l1_ratio": 1.5}, ValueError, r"l1_ratio must be in \[0, 1\]"),
+        ({"mask": np.ones(3, bool)}, TypeError, "mask must be a boolean xarray.DataArray"),
+    ],
+)
+def test_parameters_are_checked_at_fit_with_a_clear_message(planted, params, exc, match):
+    X, _, _ = planted
+    with pytest.raises(exc, match=match):
+        NMF(**{"n_components": 2, **params}).fit(X)
+
+
+def test_accepted_parameter_forms(planted):
+    X, _, _ = planted
+    rs = np.random.RandomState(0)
+    for params in ({"beta_loss": 2, "solver": "cd"}, {"alpha_H": 0.0, "random_state": rs}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            NMF(2, max_iter=5, **params).fit(X)

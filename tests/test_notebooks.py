@@ -34,7 +34,7 @@ def _ordered_notebooks() -> list[Path]:
 NOTEBOOKS = _ordered_notebooks()
 SMALL = {"preset": "small", "n_components": 4, "max_iter": 200}
 # Chapter 6 launches a sweep of chapter 4: keep it to 2 x 2 quick runs in the test.
-SMALL_SWEEP = {"ks": [2, 4], "seeds": [0, 1], "sweep_jobs": 2}
+SMALL_SWEEP = {"ks": [2, 4], "seeds": [0, 1], "n_jobs": 2}
 
 
 def _execute(source: Path, out_dir: Path, work_dir: Path, **overrides) -> nbformat.NotebookNode:

@@ -1,17 +1,18 @@
-"""Model selection: bi-cross-validation, stability, recommendation, and a real sweep."""
+"""Model selection: bi-cross-validation, stability, recommendation, the in-process comparison."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from sklearn.exceptions import ConvergenceWarning
 
 from fusi_nmf import selection
+from fusi_nmf.decomposition import NMF
+from fusi_nmf.pipeline import PipelineConfig, Workspace
 
 
 def _low_rank(seed: int, rank: int = 3) -> xr.DataArray:
@@ -139,88 +140,97 @@ def test_split_half_stability_on_planted_data():
     assert (table["split_half_min"] <= table["split_half"]).all()
 
 
-def test_find_sweep_notebook(tmp_path, monkeypatch):
-    found = selection.find_sweep_notebook()
-    assert found.name == "04_temporal_nmf.ipynb" and found.is_file()
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        selection.find_sweep_notebook(tmp_path / "nope.ipynb")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"searched .*sweep_notebook="):
-        selection.find_sweep_notebook(name="99_missing.ipynb")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        selection.component_sweep(tmp_path / "work", [2], [0], notebook=tmp_path / "x.ipynb")
-
-
-# ------------------------------------------------------- a real sweep of chapter 4
+# ------------------------------------------- the in-process comparison on the small preset
 @pytest.fixture(scope="module")
-def small_sweep(tmp_path_factory) -> tuple[Path, Path]:
-    """Chapter 4 executed twice by papermill (k=2, seeds 0 and 1, random init), small preset."""
-    work = tmp_path_factory.mktemp("sweep") / "work"
-    sweep_dir = selection.component_sweep(
-        work, [2], [0, 1], jobs=2, preset="small", max_iter=100, progress=False
-    )
-    return work, sweep_dir
+def small_selection(tmp_path_factory, small_recording_path):
+    """select_components on the small simulated recording: k 2 and 3, seeds 0 and 1."""
+    work = tmp_path_factory.mktemp("selection") / "work"
+    ws = Workspace(work, preset="small", max_iter=100, progress=False)
+    ds = selection.select_components(ws, [3, 2], [1, 0], bicv_max_iter=50, block_frames=10)
+    return ws, ds
 
 
 @pytest.mark.slow
-def test_component_sweep_records_table_and_fits(small_sweep):
-    work, sweep_dir = small_sweep
-    assert sweep_dir.parent == work.resolve() / "sweeps"
-    assert (sweep_dir / "runs.tsv").is_file()
-    table = selection.sweep_table(sweep_dir)
-    assert list(table["n_components"]) == [2, 2]
-    assert list(table["random_state"]) == [0, 1]
-    assert table["preset"].eq("small").all()
-    assert table["init"].eq("random").all()  # component_sweep's default: seeds matter
-    assert ((table["explained_variance"] > 0) & (table["explained_variance"] < 1)).all()
-    assert (table["reconstruction_err"] > 0).all()
+def test_select_components_dataset_holds_every_view(small_selection):
+    _, ds = small_selection
+    assert list(ds["n_components"].values) == [2, 3]  # sorted
+    assert list(ds["random_state"].values) == [0, 1]
+    assert ds["reconstruction_err"].dims == ("n_components", "random_state")
+    for name in ("heldout_error", "stability", "stability_min", "timecourse_r", "map_r"):
+        assert ds[name].dims == ("n_components",), name
+        assert np.isfinite(ds[name]).all(), name
+    assert ds.attrs["recommended_k"] in (2, 3)
+    assert set(ds.attrs["candidates"]) <= {2, 3} and ds.attrs["has_ground_truth"] == 1
+    assert ds.attrs["init"] == "random" and ds.attrs["max_iter"] == 100
+    # more components fit better, on every seed
+    err = ds["reconstruction_err"]
+    assert (err.sel(n_components=3) < err.sel(n_components=2)).all()
 
-    fits = selection.load_sweep_fits(sweep_dir)
-    assert sorted(fits) == [(2, 0), (2, 1)]
-    maps, tcs = fits[(2, 0)]["maps"], fits[(2, 0)]["timecourses"]
-    assert maps.sizes["component"] == 2 and tcs.dims == ("time", "component")
-    assert tcs.sizes["time"] == 300 and tcs.sizes["component"] == 2
-    # the saved maps are the fit the run made: same as the cached fit in the work dir
-    from fusi_nmf.pipeline import Workspace
 
-    cached = Workspace(work, preset="small", progress=False).nmf(
-        "temporal", n_components=2, max_iter=100, random_state=0, init="random"
-    )
+@pytest.mark.slow
+def test_select_components_numbers_are_the_fits_and_tables_they_claim(small_selection):
+    ws, ds = small_selection
+    data = ws.split()
+    # one fit, redone by hand with the estimator: the same error
+    model = NMF(n_components=3, init="random", random_state=1, max_iter=100, mask=ws.mask())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data)
     np.testing.assert_allclose(
-        tcs.values, cached.timecourses.transpose("time", "component").values, rtol=1e-4,
-        atol=1e-5
+        ds["reconstruction_err"].sel(n_components=3, random_state=1), model.reconstruction_err_,
+        rtol=1e-6,
     )
-    # random restarts: the two seeds start from different points and end in different fits
-    other = fits[(2, 1)]["timecourses"].transpose("time", "component").values
-    assert not np.allclose(tcs.values, other, rtol=1e-3, atol=1e-4)
-    stab = selection.stability(fits)
-    assert stab.loc[0, "n_pairs"] == 1 and 0.0 < stab.loc[0, "stability"] <= 1.0
+    # random restarts: the two seeds end in different fits
+    assert ds["reconstruction_err"].sel(n_components=3).std() > 0
+    # held-out error: bicv_curve with the same settings
+    curve = selection.bicv_curve(data, [2, 3], max_iter=50, block_frames=10, block_mm=0.5)
+    np.testing.assert_allclose(ds["heldout_error"].values, curve["heldout_error"], rtol=1e-6)
+    # stability and recovery: the table functions on the cached fits
+    fits = {}
+    for k, seed in [(2, 0), (2, 1), (3, 0), (3, 1)]:
+        r = ws.nmf("temporal", n_components=k, random_state=seed, init="random")
+        fits[(k, seed)] = {"maps": r.maps, "timecourses": r.timecourses}
+    stab = selection.stability(fits).set_index("n_components")
+    np.testing.assert_allclose(ds["stability"].values, stab["stability"], rtol=1e-9)
+    rec = selection.recovery_by_k(fits, ws.ground_truth()).set_index("n_components")
+    np.testing.assert_allclose(ds["timecourse_r"].values, rec["timecourse_r"], rtol=1e-9)
 
 
 @pytest.mark.slow
-def test_component_sweep_resumes_without_work(small_sweep):
-    work, sweep_dir = small_sweep
-    records = sorted((sweep_dir / "runs").glob("*/record.json"))
-    before = {p: os.stat(p).st_mtime_ns for p in records}
-    again = selection.component_sweep(
-        work, [2], [0, 1], jobs=2, preset="small", max_iter=100, progress=False
+def test_select_components_parallel_threads_give_the_same_numbers(small_selection, tmp_path):
+    _, serial = small_selection
+    ws = Workspace(tmp_path / "work", preset="small", max_iter=100, progress=False)
+    parallel = selection.select_components(
+        ws, [2, 3], [0, 1], bicv_max_iter=50, block_frames=10, n_jobs=2
     )
-    assert again == sweep_dir
-    assert {p: os.stat(p).st_mtime_ns for p in records} == before
-    assert all(json.loads(p.read_text())["status"] == "ok" for p in records)
+    xr.testing.assert_allclose(parallel, serial, rtol=1e-6)
+    assert parallel.attrs == serial.attrs
+    # a second call reads every fit from the workspace cache: no new cache file
+    files = sorted(p.name for p in (tmp_path / "work").iterdir())
+    selection.select_components(ws, [2, 3], [0, 1], bicv_max_iter=50, block_frames=10)
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == files
 
 
-def test_component_sweep_rejects_bad_grids(tmp_path):
+def test_select_components_rejects_bad_grids_and_warns_on_seedless_init(tmp_path):
+    ws = Workspace(tmp_path, preset="small", progress=False)
     with pytest.raises(ValueError, match="empty"):
-        selection.component_sweep(tmp_path, [], [0])
+        selection.select_components(ws, [], [0])
     with pytest.raises(TypeError, match="integers"):
-        selection.component_sweep(tmp_path, [2.5], [0])
-    with pytest.raises(ValueError, match="set by component_sweep"):
-        selection.component_sweep(tmp_path, [2], [0], n_components=3)
+        selection.select_components(ws, [2.5], [0])
+    with pytest.raises(ValueError, match="n_jobs"):
+        selection.select_components(ws, [2], [0], n_jobs=0)
 
 
-def test_component_sweep_warns_when_the_init_ignores_the_seed(tmp_path):
-    # The warning comes before any run; the bad preset then stops the sweep early.
-    with pytest.warns(UserWarning, match="init='nndsvda' does not depend on the seed"), \
-            pytest.raises(ValueError, match="preset"):
-        selection.component_sweep(tmp_path, [2], [0, 1], init="nndsvda", preset="nope")
+@pytest.mark.slow
+def test_select_components_warns_that_a_deterministic_init_makes_stability_trivial(
+    small_selection,
+):
+    ws, _ = small_selection
+    with pytest.warns(UserWarning, match="init='nndsvda' does not depend on the seed"):
+        ds = selection.select_components(ws, [2], [0, 1], init="nndsvda", bicv_max_iter=20)
+    # and it is trivial: both seeds give the same fit
+    assert float(ds["stability"].sel(n_components=2)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_default_grid_includes_the_chapters_k():
+    assert PipelineConfig().n_components in selection.DEFAULT_KS
