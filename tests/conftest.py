@@ -1,8 +1,12 @@
-"""Shared test set-up: a private data folder, quiet progress, the small simulated recording."""
+"""Shared test set-up: a private data folder, quiet progress, the small simulated recording,
+and the book executed once per session."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -29,3 +33,65 @@ def small_recording_path(_private_data_home: Path) -> Path:
     from fusi_nmf.datasets import recording_path
 
     return Path(recording_path("simulated", preset="small", seed=0))
+
+
+# ------------------------------------------------------------------- the book, executed once
+REPO = Path(__file__).resolve().parents[1]
+# The chapters on the small preset, with a 2 x 2 model-selection grid: quick, same code.
+SMALL_BOOK = {
+    "preset": "small",
+    "n_components": 4,
+    "max_iter": 200,
+    "ks": [2, 4],
+    "seeds": [0, 1],
+    "n_jobs": 2,
+}
+
+
+@dataclass
+class ExecutedBook:
+    """The repository's book executed once on the small preset, in a copy of the repository.
+
+    ``root`` holds ``_config.yml``, ``_toc.yml``, ``intro.md``, ``notebooks/`` and the
+    executed chapters in ``book/`` (what ``jupyter-book build`` reads); ``error`` is the
+    execution error, if a chapter failed (later chapters then did not run).
+    """
+
+    root: Path
+    work_dir: Path
+    parameters: dict
+    runs: list = field(default_factory=list)
+    error: BaseException | None = None
+    log: str = ""
+
+    def executed(self, name: str) -> Path:
+        """The executed copy of ``notebooks/<name>`` (``name`` with or without .ipynb)."""
+        return self.root / "book" / f"{Path(name).stem}.ipynb"
+
+
+@pytest.fixture(scope="session")
+def executed_book(tmp_path_factory: pytest.TempPathFactory) -> ExecutedBook:
+    """Execute every chapter once per test session (papermill, real kernels, book order).
+
+    Shared by ``tests/test_notebooks.py`` (outputs of every chapter) and
+    ``tests/test_book.py`` (HTML build and browser check), so the book's notebooks run
+    once per session, not once per test file.
+    """
+    from fusi_nmf.book import build_book
+
+    root = tmp_path_factory.mktemp("book") / "repo"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml", "intro.md"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    book = ExecutedBook(root=root, work_dir=root / "work", parameters=dict(SMALL_BOOK))
+    out = io.StringIO()
+    try:
+        result = build_book(
+            root, parameters=SMALL_BOOK, work_dir=book.work_dir, build=False, stream=out
+        )
+        book.runs = result.runs
+    except Exception as exc:  # reported by every test that uses the book
+        book.error = exc
+    book.log = out.getvalue()
+    return book

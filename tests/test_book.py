@@ -276,31 +276,27 @@ def _image_outputs(path: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_full_book_small_preset(tmp_path):
-    """Build the real book on the small simulated recording, then check it in Chromium."""
-    sources = [REPO / "notebooks" / f"{Path(c).name}.ipynb" for c in toc_chapters(REPO)]
-    missing = [s.name for s in sources if not s.exists()]
-    if missing:  # test_notebook_hygiene fails on this; nothing to build yet
-        pytest.skip(f"source notebooks not written yet: {', '.join(missing)}")
+def test_full_book_small_preset(executed_book, tmp_path):
+    """Build the real book from the session's executed chapters, then check it in Chromium.
 
-    # build in a copy so the repository's book/ and _build/ keep the user's full build
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml", "intro.md"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    The chapters were executed once for the session (``executed_book`` in conftest.py,
+    shared with test_notebooks.py); this builds their HTML in the same copy of the
+    repository, so the repository's own book/ and _build/ are never touched.
+    """
+    assert executed_book.error is None, f"the book did not execute: {executed_book.error}"
+    root = executed_book.root
+    chapters = [f"{c}.html" for c in toc_chapters(root)]
+    assert len(executed_book.runs) == len(chapters)
     out = io.StringIO()
-    result = build_book(root, preset="small", work_dir=tmp_path / "work", stream=out)
-    print(out.getvalue())
-    assert len(result.runs) == len(sources)
+    result = build_book(root, execute=False, stream=out)
+    print(executed_book.log + out.getvalue())
     assert not re.search(r"WARNING|ERROR", result.build_log)
     assert result.html_index is not None and result.html_index.is_file()
 
     if not CHROMIUM.exists():
         pytest.skip("book built warning-free; browser check needs /usr/bin/chromium")
     html = root / "_build" / "html"
-    chapters = [f"{c}.html" for c in toc_chapters(root)]
-    report = browser_check.check_book(html, REPO / "_build" / "screenshots", chapters=chapters)
+    report = browser_check.check_book(html, tmp_path / "screenshots", chapters=chapters)
     assert report.problems() == []
     assert report.nav_reached == chapters
     for chapter in chapters:

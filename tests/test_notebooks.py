@@ -1,9 +1,11 @@
 """Every chapter notebook runs under papermill with a real kernel on the small preset.
 
-The chapters run in ``_toc.yml`` order and share one work directory, as in the book, so
-later chapters reuse the cached stages of earlier ones. Each notebook receives only the
-parameters its ``parameters`` cell declares. A bad parameter must stop the run with a
-``PapermillExecutionError`` that names it.
+The chapters are executed once per test session by the ``executed_book`` fixture
+(``tests/conftest.py``, the book's own :func:`fusi_nmf.book.build_book`), in
+``_toc.yml`` order with one shared work directory, so later chapters reuse the cached
+stages of earlier ones; ``tests/test_book.py`` builds and browses the same executed
+chapters. Each notebook receives only the parameters its ``parameters`` cell declares.
+A bad parameter must stop the run with a ``PapermillExecutionError`` that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from conftest import SMALL_BOOK
 
 from fusi_nmf._util import temporary_environ
 from fusi_nmf.book import notebook_parameters, toc_chapters
@@ -32,39 +35,30 @@ def _ordered_notebooks() -> list[Path]:
 
 
 NOTEBOOKS = _ordered_notebooks()
-SMALL = {"preset": "small", "n_components": 4, "max_iter": 200}
-# Chapter 6 launches a sweep of chapter 4: keep it to 2 x 2 quick runs in the test.
-SMALL_SWEEP = {"ks": [2, 4], "seeds": [0, 1], "n_jobs": 2}
 
 
-def _execute(source: Path, out_dir: Path, work_dir: Path, **overrides) -> nbformat.NotebookNode:
+def _execute(source: Path, out_dir: Path, work_dir: Path, **params) -> nbformat.NotebookNode:
     declared = notebook_parameters(source)
-    params = {"work_dir": str(work_dir), **SMALL, **SMALL_SWEEP, **overrides}
+    params = {"work_dir": str(work_dir), **SMALL_BOOK, **params}
     params = {k: v for k, v in params.items() if k in declared}
-    return papermill.execute_notebook(
-        str(source),
-        str(out_dir / source.name),
-        parameters=params,
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(out_dir),
-    )
-
-
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory) -> dict[str, nbformat.NotebookNode | BaseException | Path]:
-    """Run every chapter once, in book order, sharing one work dir (key ``"work_dir"``)."""
-    out_dir = tmp_path_factory.mktemp("executed")
-    work_dir = out_dir / "work"
-    results: dict[str, nbformat.NotebookNode | BaseException | Path] = {"work_dir": work_dir}
-    # Agg (MPLBACKEND) in the kernel would drop inline figures.
     with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
-        for source in NOTEBOOKS:
-            try:
-                results[source.name] = _execute(source, out_dir, work_dir)
-            except Exception as exc:  # reported per notebook by the tests below
-                results[source.name] = exc
-    return results
+        return papermill.execute_notebook(
+            str(source),
+            str(out_dir / source.name),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(out_dir),
+        )
+
+
+def _executed(book, name: str) -> nbformat.NotebookNode:
+    """The executed chapter, or a test failure saying why it is missing."""
+    if book.error is not None and not book.executed(name).is_file():
+        pytest.fail(f"{name} was not executed: the book stopped at {book.error}")
+    path = book.executed(name)
+    assert path.is_file(), f"{path} missing after a successful execution"
+    return nbformat.read(path, as_version=4)
 
 
 def _figure_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -76,10 +70,8 @@ def _figure_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 
 
 @pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
-def test_notebook_runs_and_shows_its_figures(executed, name):
-    result = executed[name]
-    if isinstance(result, BaseException):
-        pytest.fail(f"{name} failed under papermill: {result}")
+def test_notebook_runs_and_shows_its_figures(executed_book, name):
+    result = _executed(executed_book, name)
     assert result.metadata["papermill"]["parameters"]["preset"] == "small"
     errors = [
         out
@@ -93,19 +85,15 @@ def test_notebook_runs_and_shows_its_figures(executed, name):
     for cell in figure_cells:
         outputs = cell.get("outputs", [])
         images = [out for out in outputs if "image/png" in out.get("data", {})]
-        # A figure cell shows its figure, or says explicitly why it skipped it (e.g. a
-        # comparison whose package function is not available).
-        skipped = any("skipped" in out.get("text", "") for out in outputs)
-        assert images or skipped, (
-            f"{name}: figure cell without an image/png output:\n{cell.source}"
-        )
+        # the small preset is simulated: it has ground truth, so no figure may be skipped
+        assert images, f"{name}: figure cell without an image/png output:\n{cell.source}"
 
 
-def test_chapters_share_the_work_dir_cache(executed):
+def test_chapters_share_the_work_dir_cache(executed_book):
     """The chain computes each preprocessing stage once: every later chapter reuses it."""
-    failed = [name for name, r in executed.items() if isinstance(r, BaseException)]
-    assert failed == []
-    work_dir = executed["work_dir"]
+    assert executed_book.error is None, executed_book.error
+    assert [run.name for run in executed_book.runs] == [p.stem for p in NOTEBOOKS]
+    work_dir = executed_book.work_dir
     for stage in ("registration", "cleaned", "standardized"):
         entries = sorted(p.name for p in work_dir.glob(f"{stage}-*.nc"))
         assert len(entries) == 1, f"{stage} computed with different keys: {entries}"
