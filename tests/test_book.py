@@ -1,10 +1,11 @@
 """The book build: papermill execution into book/, Jupyter Book HTML, real browser check.
 
-Fast tests run a tiny two-chapter book (real kernels, real ``jupyter-book build``) to pin
+Tests on a tiny two-chapter book (real kernels, real ``jupyter-book build``) pin
 the build machinery: parameters reach only the notebooks that declare them, the kernels'
 environment, the one-line-per-notebook report, the hidden injected-parameters cell, and
-failure handling. The slow test builds the real book on the small simulated preset and
-checks every page in headless Chromium.
+failure handling. The full-book test builds the HTML of the chapters the session's
+``executed_book`` fixture executed (small simulated preset) and checks every page in
+headless Chromium. All but the quick unit tests are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def test_toc_chapters_reads_repository_toc():
     assert [c.split("/")[1][:2] for c in chapters] == [f"{i:02d}" for i in range(1, 8)]
 
 
+@pytest.mark.slow  # real kernels and a real jupyter-book build (~20 s)
 def test_build_tiny_book(tmp_path, monkeypatch):
     root = _tiny_book(tmp_path / "book_root")
     work = tmp_path / "work"
@@ -149,6 +151,7 @@ def test_build_tiny_book(tmp_path, monkeypatch):
     assert "urlpath=lab/tree/notebooks/02_beta.ipynb" in beta_html
 
 
+@pytest.mark.slow  # real kernels and a real jupyter-book build (~20 s)
 def test_failing_notebook_keeps_previous_copy(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
     build_book(root, work_dir=tmp_path / "work", build=False, verbose=False)
@@ -178,6 +181,7 @@ def test_failing_notebook_keeps_previous_copy(tmp_path):
     assert not err.failed_copy.exists()
 
 
+@pytest.mark.slow  # real kernels and a real jupyter-book build (~20 s)
 def test_cli_reports_failure_and_bad_parameters(tmp_path, capfd):
     from fusi_nmf.cli import main
 
@@ -214,6 +218,7 @@ def test_build_refuses_unexecuted_chapters(tmp_path):
         build_book(root, notebooks=["09"], build=False, verbose=False)
 
 
+@pytest.mark.slow  # real kernels and a real jupyter-book build (~20 s)
 def test_warning_fails_the_build(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
     (root / "book").mkdir()
@@ -231,6 +236,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow  # a real Chromium session (~9 s)
 @pytest.mark.browser
 @needs_chromium
 def test_browser_check_detects_problems(tmp_path):

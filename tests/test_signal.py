@@ -383,6 +383,7 @@ def test_clean_takes_fd_from_parameters_motion_dataset_or_precomputed():
 # ----------------------------------------------------------------- recovery (issue 8)
 
 
+@pytest.mark.slow
 def test_default_clean_chain_improves_source_recovery_on_small_preset():
     """Registered small recordings, k=10: clean() defaults + brain mask vs registration only.
 
@@ -419,10 +420,12 @@ def test_default_clean_chain_improves_source_recovery_on_small_preset():
             gains[mode, "tc"].append(scores[1][0] - scores[0][0])
             gains[mode, "map"].append(scores[1][1] - scores[0][1])
     mean = {key: float(np.mean(v)) for key, v in gains.items()}
-    assert mean["temporal", "tc"] >= 0.05, mean
-    assert mean["spatial", "tc"] >= 0.0, mean
-    assert mean["temporal", "map"] >= 0.1, mean
-    assert mean["spatial", "map"] >= 0.1, mean
+    # measured +0.19 / +0.15 (time courses), +0.39 / +0.31 (maps); per-seed gains spread
+    # from -0.03 to +0.38, so the bounds sit below the means but well above no gain
+    assert mean["temporal", "tc"] >= 0.1, mean
+    assert mean["spatial", "tc"] >= 0.1, mean
+    assert mean["temporal", "map"] >= 0.2, mean
+    assert mean["spatial", "map"] >= 0.2, mean
 
 
 def test_packaged_cleaning_measurement_is_readable() -> None:
@@ -434,4 +437,5 @@ def test_packaged_cleaning_measurement_is_readable() -> None:
     # the shipped numbers belong to the shipped defaults
     assert f"'high_pass': {CLEAN_DEFAULTS['high_pass']}" in table.attrs["note"]
     gain = table.loc["default chain"] - table.loc["registered"]
-    assert gain["temporal_timecourse_r"] >= 0.05 and gain["spatial_timecourse_r"] >= 0
+    # shipped: +0.49 / +0.54; the chain must clearly help in both modes
+    assert gain["temporal_timecourse_r"] >= 0.3 and gain["spatial_timecourse_r"] >= 0.3
