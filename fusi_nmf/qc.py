@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.ndimage import binary_fill_holes
 
 from fusi_nmf._progress import status
 from fusi_nmf._xr import (
@@ -308,6 +307,10 @@ def brain_mask(
         Boolean ``(z, y, x)`` (the data's non-time dims) named ``"brain_mask"``
         with the spatial coords; pass it as NMF's ``mask=``.
     """
+    # imported here: qc is on the CLI's start-up path (pipeline -> signal -> qc) and
+    # scipy.ndimage adds ~0.7 s there (python -X importtime, loaded machine)
+    from scipy.ndimage import binary_fill_holes
+
     data = check_dataarray(data, dim=dim)
     if "sign" in data.dims:
         raise ValueError("brain_mask needs the recording before split_sign (no 'sign' dim).")

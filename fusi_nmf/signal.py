@@ -32,7 +32,6 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.ndimage import gaussian_filter
 
 from fusi_nmf import qc
 from fusi_nmf._progress import status
@@ -44,7 +43,6 @@ from fusi_nmf._xr import (
     from_time_matrix,
     mask_features,
 )
-from fusi_nmf.registration import framewise_displacement
 
 from fusi_nmf.timing import REGULAR_RTOL
 
@@ -334,8 +332,9 @@ def filter_temporal(
         >= low_pass``; irregular frame times; too few frames for the filter's
         padding.
     """
-    # imported here: scipy.signal costs more import time than xarray + pandas together
-    # (measured with python -X importtime), and only this function needs it
+    # scipy.signal/ndimage are imported where used: this module is on the CLI's start-up
+    # path (pipeline imports it), and python -X importtime measured scipy.signal at
+    # more than xarray + pandas together, scipy.ndimage at +0.7 s on a loaded machine
     from scipy.signal import butter, sosfiltfilt
 
     data = check_dataarray(data, dim=dim)
@@ -496,6 +495,8 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
     xarray.DataArray
         float32, same dims, coords and attrs; ``attrs["history"]`` gains one line.
     """
+    from scipy.ndimage import gaussian_filter  # start-up cost: see filter_temporal
+
     if not isinstance(data, xr.DataArray):
         raise TypeError(f"data must be an xarray.DataArray, got {type(data).__name__}.")
     spatial = [d for d in SPATIAL_DIMS if d in data.dims]
@@ -685,6 +686,9 @@ def _framewise_displacement(
                 f"(variables: {list(motion.data_vars)})."
             )
     if fd is None:
+        # registration pulls in scipy.ndimage (start-up cost: see filter_temporal)
+        from fusi_nmf.registration import framewise_displacement
+
         return framewise_displacement(motion)
     if not isinstance(fd, xr.DataArray) or fd.dims != ("time",):
         raise TypeError("fd must be an xarray.DataArray with the single dim 'time' (in mm).")
