@@ -69,7 +69,6 @@ def _int_list(values: Iterable[int], name: str) -> list[int]:
     return sorted(set(out))
 
 
-
 # ---------------------------------------------------------------------- the sweep
 def select_components(
     workspace: Any,
@@ -154,25 +153,26 @@ def select_components(
     data = workspace.split()  # computed (or read) once, before the threads share it
 
     def fit(k: int, seed: int):
-        with warnings.catch_warnings():
-            # recorded in the converged variable instead
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return workspace.nmf("temporal", n_components=k, random_state=seed, **settings)
+        return workspace.nmf("temporal", n_components=k, random_state=seed, **settings)
 
     def heldout(k: int, repeat: int) -> float:
-        return bicv_error(data, k, random_state=repeat, max_iter=bicv_max_iter,
-                          block_frames=block_frames, block_mm=block_mm)
+        return _bicv_error(data, k, repeat, bicv_max_iter, block_frames, block_mm)
 
     pairs = list(itertools.product(ks, seeds))
     splits = list(itertools.product(ks, range(int(bicv_repeats))))
     tasks = [delayed(fit)(k, s) for k, s in pairs] + [delayed(heldout)(k, r) for k, r in splits]
-    if n_jobs == 1:
-        results = [task[0](*task[1], **task[2]) for task in tasks]
-    else:
-        # threads share the workspace and the data; one BLAS thread each, so that
-        # n_jobs workers use n_jobs cores instead of oversubscribing them
-        with threadpool_limits(limits=1):
-            results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+    # One warning filter for all workers (catch_warnings is not thread-safe): convergence
+    # is recorded in the converged variable, and an unconverged bi-CV inner solve is
+    # still an estimate of held-out error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if n_jobs == 1:
+            results = [task[0](*task[1], **task[2]) for task in tasks]
+        else:
+            # threads share the workspace and the data; one BLAS thread each, so that
+            # n_jobs workers use n_jobs cores instead of oversubscribing them
+            with threadpool_limits(limits=1):
+                results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
     fits = dict(zip(pairs, results[: len(pairs)], strict=True))
     errors = np.array(results[len(pairs) :], dtype=float).reshape(len(ks), -1)
 
@@ -383,6 +383,22 @@ def bicv_error(
     block_mm : float
         Edge of the spatial tiles moved together, in mm (0: voxels split independently).
     """
+    with warnings.catch_warnings():
+        # An estimate of held-out error: an unconverged inner solve is not worth a warning.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _bicv_error(data, n_components, random_state, max_iter, block_frames, block_mm)
+
+
+def _bicv_error(
+    data: xr.DataArray,
+    n_components: int,
+    random_state: int,
+    max_iter: int,
+    block_frames: int,
+    block_mm: float,
+) -> float:
+    """:func:`bicv_error` without its warning filter (the caller sets it, once per thread
+    pool: ``warnings.catch_warnings`` is not thread-safe)."""
     if block_frames < 1:
         raise ValueError(f"block_frames must be >= 1, got {block_frames}")
     X = _features_matrix(data)
@@ -395,17 +411,10 @@ def bicv_error(
     if n_components > min(D.shape):
         raise ValueError(f"n_components={n_components} exceeds the training block {D.shape}")
     common = {"n_components": n_components, "max_iter": max_iter, "tol": 1e-4}
-    with warnings.catch_warnings():
-        # An estimate of held-out error: an unconverged inner solve is not worth a warning.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        W_D, H_D, _ = non_negative_factorization(
-            D, init="nndsvda", random_state=random_state, **common
-        )
-        # NNLS with the other factor fixed: B ~ W_A H_D and C^T ~ H_A^T W_D^T.
-        W_A, _, _ = non_negative_factorization(B, H=H_D, update_H=False, init="custom", **common)
-        H_At, _, _ = non_negative_factorization(
-            C.T, H=W_D.T, update_H=False, init="custom", **common
-        )
+    W_D, H_D, _ = non_negative_factorization(D, init="nndsvda", random_state=random_state, **common)
+    # NNLS with the other factor fixed: B ~ W_A H_D and C^T ~ H_A^T W_D^T.
+    W_A, _, _ = non_negative_factorization(B, H=H_D, update_H=False, init="custom", **common)
+    H_At, _, _ = non_negative_factorization(C.T, H=W_D.T, update_H=False, init="custom", **common)
     residual = A - W_A @ H_At.T
     return float((residual**2).sum() / (A.astype(np.float64) ** 2).sum())
 

@@ -200,9 +200,15 @@ def test_select_components_numbers_are_the_fits_and_tables_they_claim(small_sele
 def test_select_components_parallel_threads_give_the_same_numbers(small_selection, tmp_path):
     _, serial = small_selection
     ws = Workspace(tmp_path / "work", preset="small", max_iter=100, progress=False)
+    def convergence_filters():
+        return [f for f in warnings.filters if f[2] is ConvergenceWarning]
+
+    filters = convergence_filters()
     parallel = selection.select_components(
         ws, [2, 3], [0, 1], bicv_max_iter=50, block_frames=10, n_jobs=2
     )
+    # the threads left no "ignore ConvergenceWarning" behind in the caller's filters
+    assert convergence_filters() == filters
     xr.testing.assert_allclose(parallel, serial, rtol=1e-6)
     assert parallel.attrs == serial.attrs
     # a second call reads every fit from the workspace cache: no new cache file
