@@ -248,7 +248,7 @@ default="frobenius"
         choice("mode", _MODES)
         choice("init", _INITS)
         choice("solver", _SOLVERS)
-        if isinstance(self.beta_loss, str) or isinstance(self.beta_loss, bool):
+        if isinstance(self.beta_loss, str | bool):
             choice("beta_loss", _BETA_LOSSES)
         else:
             number("beta_loss", -np.inf)

@@ -403,7 +403,6 @@ def test_recording_path_errors(tmp_path):
 
 
 def test_recording_path_simulated(tmp_path):
-    pytest.importorskip("fusi_nmf.simulate")
     path = recording_path("simulated", preset="small", data_dir=tmp_path, progress=False)
     # named as what it is: never the real subject
     assert path.name == "sub-sim01_ses-20201011_task-spontaneous_acq-slice03_pwd.nii.gz"
