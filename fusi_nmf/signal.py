@@ -43,7 +43,6 @@ from fusi_nmf._xr import (
     from_time_matrix,
     mask_features,
 )
-
 from fusi_nmf.timing import REGULAR_RTOL
 
 __all__ = [
