@@ -139,6 +139,8 @@ def select_components(
     seeds = _int_list(seeds, "seeds")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if isinstance(bicv_repeats, bool) or not isinstance(bicv_repeats, int) or bicv_repeats < 1:
+        raise ValueError(f"bicv_repeats must be an integer >= 1, got {bicv_repeats!r}")
     if init != "random" and len(seeds) > 1:
         warnings.warn(
             f"init={init!r} does not depend on the seed: every seed in {seeds} gives the "
@@ -159,7 +161,7 @@ def select_components(
         return _bicv_error(data, k, repeat, bicv_max_iter, block_frames, block_mm)
 
     pairs = list(itertools.product(ks, seeds))
-    splits = list(itertools.product(ks, range(int(bicv_repeats))))
+    splits = list(itertools.product(ks, range(bicv_repeats)))
     tasks = [delayed(fit)(k, s) for k, s in pairs] + [delayed(heldout)(k, r) for k, r in splits]
     # One warning filter for all workers (catch_warnings is not thread-safe): convergence
     # is recorded in the converged variable, and an unconverged bi-CV inner solve is

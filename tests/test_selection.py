@@ -225,6 +225,8 @@ def test_select_components_rejects_bad_grids_and_warns_on_seedless_init(tmp_path
         selection.select_components(ws, [2.5], [0])
     with pytest.raises(ValueError, match="n_jobs"):
         selection.select_components(ws, [2], [0], n_jobs=0)
+    with pytest.raises(ValueError, match="bicv_repeats"):
+        selection.select_components(ws, [2], [0], bicv_repeats=0)
 
 
 @pytest.mark.slow
