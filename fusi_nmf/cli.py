@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+#: exit status after Ctrl-C (128 + SIGINT), what shells report for an interrupted command
+EXIT_INTERRUPTED = 130
 
 # command name -> module that implements it (imported lazily: fast --help)
 COMMANDS: dict[str, str] = {
@@ -39,14 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+    except KeyboardInterrupt:
+        # One line, not a traceback: completed cache entries stay valid and the
+        # temporary files of the interrupted write are removed by the next run.
+        if os.environ.get("FUSI_NMF_DEBUG"):
+            raise
+        print("interrupted (Ctrl-C); nothing half-written is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
         # Users get the message, not a traceback; FUSI_NMF_DEBUG=1 shows it all.
-        import os
-
         if os.environ.get("FUSI_NMF_DEBUG"):
             raise
         print(f"error: {exc}", file=sys.stderr)

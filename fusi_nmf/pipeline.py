@@ -1,11 +1,25 @@
 """The pipeline as cached stages: load -> register -> clean -> standardize -> split -> NMF.
 
 :class:`Workspace` is what notebooks, the ``run`` command and sweeps call. Each stage
-is computed once and cached in ``work_dir`` under a key made of the parameters it
-depends on (and the recording it starts from), so a chapter notebook runs alone and a
-chain of notebooks does not redo work. Cache files are NetCDF (readable with
-``xarray.open_dataset``) written atomically, each with a sha256 checksum that is
-verified before use; a missing or corrupt entry is simply recomputed.
+is computed once and cached in ``work_dir`` under a key made of everything it depends
+on: the sha256 of the recording's bytes **and** of its JSON sidecar (so an edited sidecar
+or a replaced image with the same size and modification time is recomputed), every
+parameter the stage uses, and :data:`CACHE_VERSION`. A chapter notebook runs alone and a
+chain of notebooks does not redo work. Hashing the full-size simulated recording (25 MB)
+costs about 0.1 s, a tenth of loading it (``benchmarks/bench_input_digest.py``). Cache
+files are NetCDF (readable with ``xarray.open_dataset``) written atomically, each with a
+sha256 checksum that is verified before use; a missing or corrupt entry is simply
+recomputed, and the temporary files of a killed run are removed by the next one.
+
+Every stage computes with :data:`BLAS_THREADS` BLAS/OpenMP thread(s) (threadpoolctl):
+results depend on the thread count in the last digits (up to 1e-4 between 1 and 2
+threads), so fixing it keeps cached and fresh results identical on any machine.
+
+Degenerate input (a constant or all-zero recording, fewer frames than the enabled steps
+need, more components than the data allows) is rejected with a clear error before any
+stage runs. :meth:`Workspace.run` writes one run per output folder: ``manifest.json``
+lists the files of the run with their sha256; output files an earlier run left there are
+removed, and output files no manifest lists are refused before any work.
 
 Examples
 --------
@@ -19,10 +33,13 @@ Examples
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,21 +48,35 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy.signal import butter
+from threadpoolctl import threadpool_limits
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
 from fusi_nmf._util import file_digest
-from fusi_nmf.signal import CLEAN_DEFAULTS
+from fusi_nmf.io import sidecar_path
+from fusi_nmf.signal import CLEAN_DEFAULTS, STANDARDIZE_METHODS, filter_temporal
+from fusi_nmf.simulate import PRESETS
 from fusi_nmf.timing import DEFAULT_MAX_GAP, FrameTiming, inspect_timing, resample_uniform
 
 __all__ = ["NMFResult", "PipelineConfig", "Workspace", "run_pipeline"]
 
 # Bump when a stage's computation changes so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: BLAS/OpenMP threads every stage computes with (part of what CACHE_VERSION stands for).
+BLAS_THREADS = 1
 MODES = ("temporal", "spatial")
-STANDARDIZE_METHODS = ("zscore", "psc")
 TRANSFORMS = ("rigid", "translation")
 NMF_INITS = ("nndsvda", "nndsvd", "nndsvdar", "random")
+#: Allowed values of the string fields of :class:`PipelineConfig` (validation and CLI).
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": tuple(PRESETS),
+    "transform": TRANSFORMS,
+    "standardize": STANDARDIZE_METHODS,
+    "init": NMF_INITS,
+}
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -74,11 +105,11 @@ class PipelineConfig:
         Longest interval between onsets (in nominal frame steps) the timing stage
         interpolates; a longer gap is an error that says what to do.
     registration : bool
-        Rigid volume-wise motion correction on/off.
+        Rigid volume-wise motion correction.
     reference : str or int
         Registration template: ``"median"`` (robust low-motion median) or a frame index.
     transform : str
-        ``"rigid"`` or ``"translation"``.
+        Registration transform: ``"rigid"`` or ``"translation"``.
     cleaning : bool
         Apply the cleaning chain (:func:`fusi_nmf.signal.clean`) before z-scoring; the
         steps below are its settings (0 or None switches a step off). Defaults are
@@ -99,9 +130,13 @@ class PipelineConfig:
     brain_mask : bool
         Fit NMF only inside an intensity/variance brain mask (:func:`fusi_nmf.qc.brain_mask`).
     standardize : str
-        ``"zscore"`` or ``"psc"``.
-    n_components, max_iter, random_state : int
-        NMF settings.
+        Per-voxel scaling: ``"zscore"`` or ``"psc"`` (percent signal change).
+    n_components : int
+        Number of NMF components.
+    max_iter : int
+        Maximum number of NMF iterations.
+    random_state : int
+        Seed of the NMF initialisation (used by ``init="random"``).
     init : str
         NMF initialisation: ``"nndsvda"`` (deterministic SVD-based, the default) or
         ``"random"`` (seed-dependent: use it to measure stability across seeds).
@@ -136,8 +171,9 @@ class PipelineConfig:
 
         if not isinstance(self.dataset, str | os.PathLike) or not str(self.dataset):
             bad("dataset", "must be 'simulated', 'nunez-elizalde-2022' or a path to a *_pwd.nii.gz")
-        if self.preset not in ("default", "small"):
-            bad("preset", "must be 'default' or 'small'")
+        for name, choices in FIELD_CHOICES.items():
+            if getattr(self, name) not in choices:
+                bad(name, f"must be one of {choices}")
         for name in ("seed", "n_components", "max_iter", "random_state"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -146,15 +182,11 @@ class PipelineConfig:
             bad("n_components", "must be >= 1")
         if self.max_iter < 1:
             bad("max_iter", "must be >= 1")
-        if self.init not in NMF_INITS:
-            bad("init", f"must be one of {NMF_INITS}")
-        if self.transform not in TRANSFORMS:
-            bad("transform", f"must be one of {TRANSFORMS}")
-        if self.standardize not in STANDARDIZE_METHODS:
-            bad("standardize", f"must be one of {STANDARDIZE_METHODS}")
-        if isinstance(self.max_time_gap, bool) or not isinstance(
-            self.max_time_gap, int | float
-        ) or not (self.max_time_gap > 1):
+        if (
+            isinstance(self.max_time_gap, bool)
+            or not isinstance(self.max_time_gap, int | float)
+            or not (self.max_time_gap > 1)
+        ):
             bad("max_time_gap", "must be a number of nominal frame steps > 1")
         if not (self.reference == "median" or isinstance(self.reference, int | np.integer)):
             bad("reference", "must be 'median' or a frame index")
@@ -326,13 +358,17 @@ class Workspace:
         base = (config or PipelineConfig()).to_dict()
         base.update(overrides)
         self.config = PipelineConfig.from_dict(base)
-        self.work_dir = Path(work_dir).expanduser().resolve()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir = _prepare_folder(work_dir, "work_dir (--work-dir)")
+        _atomic.clean_partial(self.work_dir)
         self.progress = progress
+        #: wall time (s) of every stage this workspace computed or read from the cache
         self.timings: dict[str, float] = {}
+        #: stages read from the cache instead of computed
+        self.cache_hits: list[str] = []
         self._cache = _Cache(self.work_dir)
         self._memo: dict[str, Any] = {}
         self._recording_path: Path | None = None
+        self._input_digest: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.work_dir)!r}, {self.config})"
@@ -350,22 +386,35 @@ class Workspace:
         memo_key = f"{stage}-{key}"
         if memo_key in self._memo:
             return self._memo[memo_key]
+        start = time.perf_counter()
         cached = self._cache.load(stage, key)
         if cached is None:
             inputs = upstream()
             status(f"[fusi-nmf] {stage} ...", self.progress)
             start = time.perf_counter()
-            cached = compute(inputs)
+            with threadpool_limits(limits=BLAS_THREADS):
+                cached = compute(inputs)
             self.timings[stage] = time.perf_counter() - start
             status(f"[fusi-nmf] {stage} done in {self.timings[stage]:.1f} s", self.progress)
             self._cache.save(stage, key, cached)
+        else:
+            self.timings[stage] = time.perf_counter() - start
+            self.cache_hits.append(stage)
         self._memo[memo_key] = cached
         return cached
 
     def _input_id(self) -> dict[str, Any]:
-        path = self.recording_path
-        st = path.stat()
-        return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        """The recording's identity for cache keys: sha256 of the image and of its sidecar."""
+        if self._input_digest is None:
+            path = self.recording_path
+            start = time.perf_counter()
+            side = sidecar_path(path)
+            self._input_digest = {
+                "image_sha256": file_digest(path),
+                "sidecar_sha256": file_digest(side) if side.is_file() else None,
+            }
+            self.timings["input_digest"] = time.perf_counter() - start
+        return self._input_digest
 
     # -- stages -----------------------------------------------------------------
     @property
@@ -394,8 +443,10 @@ class Workspace:
             from fusi_nmf.io import load_recording
 
             start = time.perf_counter()
-            self._memo["raw"] = load_recording(self.recording_path)
+            raw = load_recording(self.recording_path)
             self.timings.setdefault("load", time.perf_counter() - start)
+            check_recording(raw, self.config)
+            self._memo["raw"] = raw
         return self._memo["raw"]
 
     def frame_timing(self) -> FrameTiming:
@@ -416,12 +467,16 @@ class Workspace:
                 out, line = raw, f"frame timing: {info.summary()}; no resampling needed"
             elif not cfg.resample_time:
                 out = raw
-                line = (f"frame timing: {info.summary()}; NOT resampled (resample_time=False): "
-                        "stages that need a regular grid will fail")
+                line = (
+                    f"frame timing: {info.summary()}; NOT resampled (resample_time=False): "
+                    "stages that need a regular grid will fail"
+                )
             else:
                 out = resample_uniform(raw, max_gap=cfg.max_time_gap, step=info.step)
-                line = (f"frame timing: {info.summary()}; resampled (linear) to "
-                        f"{out.sizes['time']} frames every {info.step:.6g} s")
+                line = (
+                    f"frame timing: {info.summary()}; resampled (linear) to "
+                    f"{out.sizes['time']} frames every {info.step:.6g} s"
+                )
             status(f"[fusi-nmf] {line}", self.progress)
             self._memo["timed"] = out
         return self._memo["timed"]
@@ -448,8 +503,9 @@ class Workspace:
             )
         if timed is raw:
             return truth
-        return resample_uniform(truth, max_gap=self.config.max_time_gap,
-                                step=self.frame_timing().step)
+        return resample_uniform(
+            truth, max_gap=self.config.max_time_gap, step=self.frame_timing().step
+        )
 
     def _registration(self) -> xr.Dataset:
         from fusi_nmf.registration import register_volumewise
@@ -503,8 +559,10 @@ class Workspace:
         return registration_qc(self.timed(), self.registered())
 
     def _timing_params(self) -> dict[str, Any]:
-        return {"resample_time": self.config.resample_time,
-                "max_time_gap": self.config.max_time_gap}
+        return {
+            "resample_time": self.config.resample_time,
+            "max_time_gap": self.config.max_time_gap,
+        }
 
     def _stage_params(self, upto: str) -> dict[str, Any]:
         cfg = self.config
@@ -592,6 +650,8 @@ class Workspace:
             "random_state": cfg.random_state,
             "init": cfg.init,
         } | nmf_params
+        # before any stage runs: a k the data cannot hold fails now, not after cleaning
+        check_n_components(settings["n_components"], self.timed(), self.config)
         models: dict[str, Any] = {}
 
         def compute(split: xr.DataArray) -> xr.Dataset:
@@ -635,52 +695,88 @@ class Workspace:
         """Run every stage for ``modes``; write outputs to ``out_dir`` if given.
 
         Outputs: ``maps_<mode>.nii.gz`` (NIfTI, components/sign on the 4th/5th axis),
-        ``timecourses_<mode>.tsv`` (time column in s), ``motion.tsv`` and ``summary.json``
-        (parameters, per-mode fit results, per-stage wall time).
+        ``timecourses_<mode>.tsv`` (time column in s), ``motion.tsv``, ``summary.json``
+        (parameters, per-mode fit results, per-stage wall time, which stages came from
+        the cache) and ``manifest.json`` (every file of this run with its sha256).
+
+        ``out_dir`` holds one run: the files an earlier run listed in its manifest are
+        replaced or removed; output files no manifest lists are refused before any
+        computing (so is a path that is a file); other files are left alone.
         """
+        for mode in modes:
+            if mode not in MODES:
+                raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        out = None if out_dir is None else _check_out_dir(out_dir)
         start = time.perf_counter()
         results = {mode: self.nmf(mode) for mode in modes}
+        motion = self.motion()
         summary: dict[str, Any] = {
             "parameters": self.config.to_dict(),
             "recording": str(self.recording_path),
+            "recording_sha256": self._input_id(),
             "shape": dict(self.timed().sizes),
             "frame_timing": self._timing_report(),
             "results": {mode: r.summary() for mode, r in results.items()},
-            "timings_s": dict(self.timings),
-            "total_s": time.perf_counter() - start,
         }
-        motion = self.motion()
         if motion is not None:
             summary["motion"] = {
                 "mean_framewise_displacement_mm": float(motion["framewise_displacement"].mean()),
                 "frames_not_converged": int((~motion["converged"].astype(bool)).sum()),
             }
-        if out_dir is not None:
-            summary["outputs"] = self._write_outputs(Path(out_dir), results, motion)
-            _atomic.write_json(Path(out_dir) / "summary.json", summary)
+        # taken last: stages recomputed on the way (e.g. after a failed checksum) count
+        summary["timings_s"] = dict(self.timings)
+        summary["cache_hits"] = list(self.cache_hits)
+        summary["blas_threads"] = BLAS_THREADS
+        summary["total_s"] = time.perf_counter() - start
+        if out is not None:
+            summary["outputs"] = self._write_outputs(out, results, motion, summary)
         return summary
 
     def _write_outputs(
-        self, out: Path, results: dict[str, NMFResult], motion: xr.Dataset | None
+        self,
+        out: Path,
+        results: dict[str, NMFResult],
+        motion: xr.Dataset | None,
+        summary: dict[str, Any],
     ) -> dict[str, str]:
         from fusi_nmf.io import save_nifti
 
-        out.mkdir(parents=True, exist_ok=True)
-        written: dict[str, str] = {}
+        names = [f"{kind}_{mode}" for mode in results for kind in ("maps", "timecourses")]
+        files = {
+            name: out / (name + (".nii.gz" if name.startswith("maps") else ".tsv"))
+            for name in names
+        }
+        if motion is not None:
+            files["motion"] = out / "motion.tsv"
+        new = [*sorted(p.name for p in files.values()), SUMMARY]
+        old = _manifest_files(out)
+        # while files change the manifest says so, and names every file that may be there
+        _atomic.write_json(
+            out / MANIFEST,
+            {"tool": "fusi-nmf run", "complete": False, "files": sorted(set(old) | set(new))},
+        )
         for mode, result in results.items():
-            maps = save_nifti(result.maps, out / f"maps_{mode}.nii.gz")
-            tcs = out / f"timecourses_{mode}.tsv"
-            _atomic.write_text(tcs, _to_tsv(result.timecourses.to_pandas(), "component_"))
-            written[f"maps_{mode}"] = str(maps)
-            written[f"timecourses_{mode}"] = str(tcs)
+            save_nifti(result.maps, files[f"maps_{mode}"])
+            _atomic.write_text(
+                files[f"timecourses_{mode}"], _to_tsv(result.timecourses.to_pandas(), "component_")
+            )
         if motion is not None:
             table = motion["parameters"].to_pandas()
             table["framewise_displacement"] = motion["framewise_displacement"].to_pandas()
-            path = out / "motion.tsv"
-            _atomic.write_text(path, _to_tsv(table, ""))
-            written["motion"] = str(path)
+            _atomic.write_text(files["motion"], _to_tsv(table, ""))
+        written = {name: str(path) for name, path in files.items()}
+        _atomic.write_json(out / SUMMARY, summary | {"outputs": written})
+        for stale in sorted(set(old) - set(new)):
+            (out / stale).unlink(missing_ok=True)
+        _atomic.write_json(
+            out / MANIFEST,
+            {
+                "tool": "fusi-nmf run",
+                "complete": True,
+                "files": {name: {"sha256": file_digest(out / name)} for name in new},
+            },
+        )
         return written
-
 
     def _timing_report(self) -> dict[str, Any]:
         timed = self.timed()
@@ -689,6 +785,130 @@ class Workspace:
             "n_frames_out": int(timed.sizes["time"]),
             "onsets_s": [float(t) for t in self.raw()["time"].values],
         }
+
+
+# ------------------------------------------------------------------- checks and outputs
+def _prepare_folder(path: str | os.PathLike, what: str) -> Path:
+    """Create folder ``path`` (and parents) or fail with a message naming ``what``."""
+    folder = Path(path).expanduser().resolve()
+    for part in [folder, *folder.parents]:
+        if part.exists() and not part.is_dir():
+            raise ValueError(
+                f"{what}: {path} cannot be a folder because {part} is an existing file; "
+                "choose another folder."
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _manifest_files(out: Path) -> list[str]:
+    """Names of the files a previous run wrote in ``out`` (from its manifest)."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            files = json.loads(path.read_text()).get("files", [])
+        except (json.JSONDecodeError, AttributeError):
+            files = []
+        return [str(name) for name in files if "/" not in str(name)] + [MANIFEST]
+    # output folders written before manifests existed: summary.json listed the outputs
+    summary = out / SUMMARY
+    if summary.is_file():
+        try:
+            outputs = json.loads(summary.read_text()).get("outputs", {})
+        except (json.JSONDecodeError, AttributeError):
+            outputs = {}
+        return [Path(p).name for p in outputs.values()] + [SUMMARY]
+    return []
+
+
+# names a run writes: an unlisted file with one of them would mix with this run's outputs
+_OUTPUT_NAME = re.compile(
+    r"(maps_\w+\.nii\.gz|timecourses_\w+\.tsv|motion\.tsv|summary\.json|manifest\.json)"
+)
+
+
+def _check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Validate (and create) an output folder before any computing.
+
+    Files an earlier run listed in its manifest will be replaced or removed; an output
+    file no manifest lists (a copy, a run from another tool version) is refused; other
+    files (a sweep's notebook and record, your notes) are left alone.
+    """
+    out = _prepare_folder(out_dir, "out_dir (--out)")
+    _atomic.clean_partial(out)
+    known = set(_manifest_files(out))
+    foreign = sorted(
+        p.name for p in out.iterdir() if _OUTPUT_NAME.fullmatch(p.name) and p.name not in known
+    )
+    if foreign:
+        raise ValueError(
+            f"out_dir (--out): {out} holds output file(s) {', '.join(foreign)} that no run's "
+            f"{MANIFEST} lists, so they cannot be told apart from this run's. Choose a new "
+            "or empty folder, or move those files away."
+        )
+    return out
+
+
+def min_frames(config: PipelineConfig) -> dict[str, int]:
+    """Frames each enabled step of ``config`` needs at least: ``{step: n}``."""
+    need = {"standardize (z-score needs a variance over time)": 3}
+    if config.cleaning and config.detrend_order:
+        # a polynomial of order d through d + 1 frames leaves nothing to standardize
+        need[f"detrend_order={config.detrend_order} (--detrend-order 0 switches it off)"] = (
+            config.detrend_order + 2
+        )
+    if config.cleaning and config.high_pass:
+        order = inspect.signature(filter_temporal).parameters["order"].default
+        sections = len(butter(order, 0.25, btype="highpass", output="sos"))
+        need[f"high_pass={config.high_pass:g} Hz (--high-pass 0 switches it off)"] = (
+            3 * (2 * sections + 1) + 1
+        )
+    return need
+
+
+def check_recording(raw: xr.DataArray, config: PipelineConfig) -> None:
+    """Reject data the pipeline cannot analyse, before any stage runs.
+
+    Raises
+    ------
+    ValueError
+        Fewer frames than the enabled steps need (the message names the step and how to
+        switch it off), or a recording constant over time in every voxel (all zero
+        included): it has no signal, and NMF would return all-zero components.
+    """
+    source = raw.attrs.get("source_file", "the recording")
+    n_time = raw.sizes["time"]
+    need = min_frames(config)
+    # the z-score's need first: no switch helps a recording shorter than that
+    step, n_min = next(iter(need.items()))
+    if n_time >= n_min:
+        step, n_min = max(need.items(), key=lambda item: item[1])
+    if n_time < n_min:
+        raise ValueError(
+            f"{source} has {n_time} frame(s); {step} needs at least {n_min}. Use a longer "
+            "recording or switch the step off."
+        )
+    values = np.asarray(raw.values)
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    if np.array_equal(lo, hi):
+        what = "is all zero" if not np.any(hi) else "does not change over time in any voxel"
+        raise ValueError(
+            f"{source} {what}: there is no signal to decompose (NMF would return all-zero "
+            "components). Check that the file holds the Power Doppler recording you meant."
+        )
+
+
+def check_n_components(n_components: int, raw: xr.DataArray, config: PipelineConfig) -> None:
+    """Reject ``n_components`` above what NMF can fit on ``raw``: ``min(frames, features)``."""
+    n_time = raw.sizes["time"]
+    n_feat = 2 * int(np.prod([n for d, n in raw.sizes.items() if d != "time"]))  # pos + neg
+    limit = min(n_time, n_feat)
+    if n_components > limit:
+        raise ValueError(
+            f"n_components={n_components} is more than {raw.attrs.get('source_file', 'the data')} "
+            f"allows: NMF needs n_components <= min(frames, features) = min({n_time}, {n_feat}) "
+            f"= {limit}; choose n_components (--n-components) <= {limit}."
+        )
 
 
 def _to_tsv(frame, prefix: str) -> str:
@@ -710,123 +930,145 @@ def run_pipeline(
 
 
 # ----------------------------------------------------------------------------- CLI
+# Options of the ``run`` command that are not PipelineConfig fields.
+_RUN_OPTIONS = ("mode", "work_dir", "out", "quiet", "data", "simulate")
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """``{name: description}`` from the numpydoc ``Parameters`` section of ``cls``."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    section = re.search(r"Parameters\n-+\n(.*?)(?:\n\n[A-Z][a-z]+\n-+\n|\Z)", doc, re.S)
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    for line in (section.group(1) if section else "").splitlines():
+        if line and not line.startswith(" ") and ":" in line:
+            names = [n.strip() for n in line.split(":")[0].split(",")]
+            for name in names:
+                docs[name] = ""
+        elif line.strip():
+            for name in names:
+                docs[name] = f"{docs[name]} {line.strip()}".strip()
+    return docs
+
+
+def _str_or_int(text: str) -> str | int:
+    return int(text) if re.fullmatch(r"[-+]?\d+", text) else text
+
+
+def _option_type(annotation: str) -> tuple[Callable[[str], Any], tuple[Any, ...] | None]:
+    """argparse ``type`` and ``choices`` for a (string) field annotation."""
+    literal = re.fullmatch(r"Literal\[(.*)\]", annotation.strip())
+    if literal:
+        choices = ast.literal_eval(f"({literal.group(1)},)")
+        return type(choices[0]), choices
+    kinds = {part.strip() for part in annotation.split("|")} - {"None"}
+    if kinds == {"int"}:
+        return int, None
+    if kinds <= {"int", "float"}:
+        return float, None
+    if kinds == {"str", "int"}:
+        return _str_or_int, None
+    return str, None
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, groups: dict[str, Any] | None = None
+) -> None:
+    """Add one option per :class:`PipelineConfig` field to ``parser``.
+
+    Defaults, types and help come from the dataclass (its annotations, defaults and
+    numpydoc), choices from :data:`FIELD_CHOICES`: a new field appears here with
+    nothing else to edit. Booleans that default to True become ``--no-<name>``, those
+    that default to False ``--<name>``. ``groups`` maps a field name to the argparse
+    group (or parser) that should hold its option.
+    """
+    docs = _field_docs(PipelineConfig)
+    # parser-level defaults: several options may share a field (--data, --simulate, --dataset)
+    parser.set_defaults(**{f.name: f.default for f in dataclasses.fields(PipelineConfig)})
+    for f in dataclasses.fields(PipelineConfig):
+        if f.name in _RUN_OPTIONS:
+            raise RuntimeError(f"PipelineConfig field {f.name!r} clashes with a run option")
+        target = (groups or {}).get(f.name, parser)
+        flag = f.name.replace("_", "-")
+        # plain text for a terminal: drop RST roles and literal quotes, escape % for argparse
+        help_text = re.sub(r":\w+:`~?([^`]+)`", r"\1", docs.get(f.name, "")).replace("``", "")
+        help_text = (help_text or f"see PipelineConfig.{f.name}").replace("%", "%%")
+        if f.type == "bool":
+            if f.default:
+                target.add_argument(
+                    f"--no-{flag}",
+                    dest=f.name,
+                    action="store_false",
+                    default=True,
+                    help=f"{help_text} (on by default; this switches it off)",
+                )
+            else:
+                target.add_argument(
+                    f"--{flag}", dest=f.name, action="store_true", default=False, help=help_text
+                )
+            continue
+        kind, choices = _option_type(str(f.type))
+        target.add_argument(
+            f"--{flag}",
+            dest=f.name,
+            type=kind,
+            default=f.default,
+            choices=FIELD_CHOICES.get(f.name, choices),
+            metavar=None if (f.name in FIELD_CHOICES or choices) else f.name.upper(),
+            help=f"{help_text} (default: %(default)s)",
+        )
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
         help="run the pipeline on one recording and write maps, time courses and a summary",
         description="Load -> register -> clean -> z-score -> pos/neg split -> NMF; "
-        "writes maps (NIfTI), time courses (TSV) and summary.json to --out.",
+        "writes maps (NIfTI), time courses (TSV), summary.json and manifest.json to --out "
+        "(one run per folder: files of an earlier run there are replaced or removed). "
+        "Every pipeline option below is a field of fusi_nmf.pipeline.PipelineConfig, "
+        "with its default.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="PATH", help="a *_pwd.nii.gz recording (sidecar beside it)")
     src.add_argument(
-        "--simulate", action="store_true", help="the embedded simulated recording (default)"
+        "--data",
+        dest="dataset",
+        metavar="PATH",
+        help="a *_pwd.nii.gz recording (sidecar beside it); same as --dataset PATH",
     )
     src.add_argument(
-        "--dataset",
-        default=None,
-        help="'simulated' (default) or 'nunez-elizalde-2022' (OSF download)",
+        "--simulate",
+        dest="dataset",
+        action="store_const",
+        const="simulated",
+        help="the embedded simulated recording (same as --dataset simulated)",
     )
-    p.add_argument(
-        "--preset", default="default", choices=["default", "small"], help="simulated preset"
-    )
-    p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="data/cache folder (default $FUSI_NMF_DATA or ~/.cache/fusi-nmf)",
-    )
-    p.add_argument("--n-components", type=int, default=10)
-    p.add_argument("--mode", default="temporal", choices=["temporal", "spatial", "both"])
-    p.add_argument("--max-iter", type=int, default=500)
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument(
-        "--init",
-        default="nndsvda",
-        choices=list(NMF_INITS),
-        help="NMF initialisation (random: seed-dependent)",
-    )
-    p.add_argument("--standardize", default="zscore", choices=list(STANDARDIZE_METHODS))
-    p.add_argument(
-        "--no-resample-time",
-        action="store_true",
-        help="keep irregular frame onsets as they are (no uniform-grid resampling); "
-        "temporal filtering then fails",
-    )
-    p.add_argument(
-        "--max-time-gap",
-        type=float,
-        default=DEFAULT_MAX_GAP,
-        metavar="STEPS",
-        help="longest onset interval (in frame steps) the timing stage interpolates "
-        f"(default {DEFAULT_MAX_GAP})",
-    )
-    p.add_argument("--no-registration", action="store_true", help="skip motion correction")
-    p.add_argument("--transform", default="rigid", choices=list(TRANSFORMS))
-    p.add_argument("--no-cleaning", action="store_true", help="skip the whole cleaning chain")
     clean_group = p.add_argument_group(
         "cleaning steps (0 switches a step off; defaults from benchmarks/measure_cleaning.py)"
     )
-    clean_group.add_argument("--detrend-order", type=int, default=CLEAN_DEFAULTS["detrend_order"])
-    clean_group.add_argument(
-        "--high-pass", type=float, default=CLEAN_DEFAULTS["high_pass"], metavar="HZ"
-    )
-    clean_group.add_argument(
-        "--censor-fd",
-        type=float,
-        default=CLEAN_DEFAULTS["censor_fd"],
-        metavar="MM",
-        help="interpolate frames with framewise displacement above this",
-    )
-    clean_group.add_argument(
-        "--censor-dvars",
-        type=float,
-        default=CLEAN_DEFAULTS["censor_dvars"],
-        metavar="Z",
-        help="interpolate frames with DVARS above this robust z-score",
-    )
-    clean_group.add_argument(
-        "--smooth-fwhm-mm", type=float, default=CLEAN_DEFAULTS["smooth_fwhm_mm"], metavar="MM"
-    )
-    clean_group.add_argument(
-        "--global-regression", action="store_true", help="regress out the global signal"
-    )
-    p.add_argument("--brain-mask", action="store_true", help="fit NMF inside a brain mask only")
+    groups: dict[str, Any] = {"dataset": src}
+    groups |= {name: clean_group for name in CLEAN_DEFAULTS}
+    add_config_arguments(p, groups)
+    p.add_argument("--mode", default="temporal", choices=[*MODES, "both"])
     p.add_argument("--work-dir", default="work", help="cache folder for stages (default ./work)")
-    p.add_argument("--out", default="results", help="output folder (default ./results)")
+    p.add_argument(
+        "--out",
+        default="results",
+        help="output folder, one run per folder (default ./results)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cli_run)
 
 
 def _cli_run(args: argparse.Namespace) -> int:
-    dataset = args.data or args.dataset or "simulated"
     modes = MODES if args.mode == "both" else (args.mode,)
+    params = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}
     summary = run_pipeline(
         work_dir=args.work_dir,
         out_dir=args.out,
         modes=modes,
         progress=False if args.quiet else None,
-        dataset=dataset,
-        preset=args.preset,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        resample_time=not args.no_resample_time,
-        max_time_gap=args.max_time_gap,
-        registration=not args.no_registration,
-        transform=args.transform,
-        cleaning=not args.no_cleaning,
-        detrend_order=args.detrend_order,
-        high_pass=args.high_pass,
-        censor_fd=args.censor_fd,
-        censor_dvars=args.censor_dvars,
-        smooth_fwhm_mm=args.smooth_fwhm_mm,
-        global_regression=args.global_regression,
-        brain_mask=args.brain_mask,
-        standardize=args.standardize,
-        n_components=args.n_components,
-        max_iter=args.max_iter,
-        random_state=args.random_state,
-        init=args.init,
+        **params,
     )
     for mode, res in summary["results"].items():
         print(
@@ -838,10 +1080,16 @@ def _cli_run(args: argparse.Namespace) -> int:
     print(
         f"frame timing: {ft['n_frames']} onsets {ft['first_onset']:.6g}-{ft['last_onset']:.6g} s, "
         f"longest interval {ft['longest_interval']:.4g} s, ~{ft['dropped_frames']} dropped; "
-        + (f"resampled to {ft['n_frames_out']} frames every {ft['step']:.6g} s"
-           if ft["resampled"] else "not resampled")
+        + (
+            f"resampled to {ft['n_frames_out']} frames every {ft['step']:.6g} s"
+            if ft["resampled"]
+            else "not resampled"
+        )
     )
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings_s"].items())
+    stages = ", ".join(
+        f"{k} {v:.1f} s{' (cached)' if k in summary['cache_hits'] else ''}"
+        for k, v in summary["timings_s"].items()
+    )
     print(f"stages: {stages}")
-    print(f"outputs in {Path(args.out).resolve()} (summary.json)")
+    print(f"outputs in {Path(args.out).resolve()} (summary.json, manifest.json)")
     return 0

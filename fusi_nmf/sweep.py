@@ -4,9 +4,20 @@
 
 Every combination becomes a *run* with its own folder ``OUT/runs/<run id>/`` holding the
 executed notebook and ``record.json`` (parameters, status, metrics, wall time, output
-paths), written atomically. ``OUT/runs.tsv`` indexes all runs. A failed run is recorded
-with its error and the failing cell and never stops or corrupts the others; re-running
-the same sweep skips completed runs (``--force`` redoes them).
+paths), written atomically. The run id is a readable slug of the swept values plus a
+short digest of the full parameter set, so two different runs never share a folder (a
+sweep that would, e.g. a value given twice, is refused). ``OUT/runs.tsv`` indexes all
+runs. A failed run is recorded with its error and the failing cell, its executed
+notebook (outputs up to the error) is kept beside the record, and it never stops or
+corrupts the others; re-running the same sweep skips completed runs (``--force`` redoes
+them).
+
+Values given on the command line are read as a Python user expects (YAML 1.2 core
+schema, then the type the notebook declares for the parameter): ``1e-3`` is a float,
+``010`` is 10, only ``true``/``false`` are booleans (``no`` is the string ``"no"``, or
+refused for a ``bool`` parameter). The notebook's kernel runs in the caller's working
+directory, so relative paths in parameters, and a notebook's default ``work_dir``,
+resolve from where the sweep was started, not from the notebook's folder.
 
 The notebook receives each combination's parameters plus ``output_dir`` (the run
 folder) when it declares it; a notebook that saves its results there with
@@ -21,7 +32,9 @@ sends the same jobs to a Dask distributed scheduler.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -35,6 +48,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
@@ -62,6 +77,8 @@ class RunSpec:
     run_dir: str
     kernel_name: str = "python3"
     timeout: float | None = None
+    #: the kernel's working directory: the caller's, so relative paths mean what they typed
+    cwd: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -72,10 +89,26 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_") or "_"
 
 
-def run_id_for(notebook: str | os.PathLike, parameters: dict[str, Any]) -> str:
-    """A readable, stable folder name for one combination."""
-    parts = [Path(notebook).stem] + [f"{k}-{_slug(v)}" for k, v in sorted(parameters.items())]
-    return "__".join(parts)
+def parameters_digest(parameters: dict[str, Any]) -> str:
+    """Short sha256 of a full parameter set (types count: ``1``, ``1.0``, ``"1"`` differ)."""
+    text = json.dumps(parameters, sort_keys=True, default=repr, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_id_for(
+    notebook: str | os.PathLike,
+    parameters: dict[str, Any],
+    swept: Iterable[str] | None = None,
+) -> str:
+    """A readable folder name for one run that no other parameter set shares.
+
+    ``<notebook>__<name>-<value>...__<digest>``: the slug names the ``swept`` parameters
+    (all when None), shortened to stay a valid file name; the digest covers every
+    parameter, so values the slug maps alike (``sub ä`` and ``sub ö``) stay apart.
+    """
+    names = sorted(parameters if swept is None else swept)
+    slug = "__".join([Path(notebook).stem] + [f"{k}-{_slug(parameters[k])}" for k in names])
+    return f"{slug[:120]}__{parameters_digest(parameters)}"
 
 
 def expand_grid(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -89,27 +122,131 @@ def expand_grid(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-def parse_value(text: str) -> Any:
-    """Parse a command-line value as YAML (``8`` -> int, ``0.5`` -> float, ``abc`` -> str)."""
-    import yaml
+class _CoreLoader(yaml.SafeLoader):
+    """YAML 1.2 core schema (PyYAML implements 1.1, where ``1e-3`` is a string,
+    ``010`` is octal 8 and ``no``/``off`` are False)."""
 
-    return yaml.safe_load(text)
+    yaml_implicit_resolvers: dict = {}  # noqa: RUF012 - PyYAML's class-level registry
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+):
+    _CoreLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)  # decimal even with leading zeros: 010 -> 10
+
+
+_CoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_CoreLoader.add_constructor(
+    "tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node).lower() == "true"
+)
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: {text!r} is not a valid value ({exc})") from exc
+
+
+def declared_types(notebook: str | os.PathLike) -> dict[str, str]:
+    """``{parameter: type name}`` from a notebook's parameters cell.
+
+    The annotation (``n: int = 3``) wins; an unannotated parameter takes the type of its
+    default value (``n = 3`` -> ``"int"``); ``"None"`` when neither says.
+    """
+    import papermill as pm
+
+    types = {}
+    for name, info in pm.inspect_notebook(str(notebook)).items():
+        kind = info.get("inferred_type_name") or "None"
+        if kind == "None":
+            with contextlib.suppress(ValueError, SyntaxError, TypeError):
+                default = ast.literal_eval(info.get("default") or "None")
+                if default is not None:
+                    kind = type(default).__name__
+        types[name] = kind
+    return types
+
+
+def coerce_value(name: str, value: Any, type_name: str | None, text: str | None = None) -> Any:
+    """Check ``value`` against a notebook parameter's declared type; convert where safe.
+
+    ``text`` is the value as typed, kept for a ``str`` parameter (``010`` stays ``"010"``).
+    """
+    kind = (type_name or "None").strip()
+    optional = re.fullmatch(r"Optional\[(.*)\]", kind)
+    if optional:
+        if value is None:
+            return None
+        kind = optional.group(1)
+    shown = text if text is not None else repr(value)
+
+    def refuse(expected: str) -> None:
+        raise ValueError(
+            f"parameter {name!r}: {shown} is not {expected} (the notebook declares "
+            f"{name}: {type_name})"
+        )
+
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        if text is not None:
+            return text
+        refuse("a string; quote it")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            refuse("a boolean; write true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            refuse("an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            refuse("a number")
+        return float(value)
+    if kind in ("list", "dict") and not isinstance(value, list if kind == "list" else dict):
+        refuse(f"a {kind} (e.g. [4, 8])" if kind == "list" else "a mapping")
+    return value
+
+
+def parse_value(text: str, type_name: str | None = None, name: str = "value") -> Any:
+    """Parse a command-line value as a Python user expects.
+
+    YAML 1.2 core schema (``8`` -> int, ``1e-3`` and ``0.5`` -> float, ``010`` -> 10,
+    ``true``/``false`` -> bool, ``null`` -> None, ``no`` and ``abc`` -> str, ``[4, 8]`` ->
+    list), then :func:`coerce_value` against the notebook's ``type_name`` if given.
+    """
+    return coerce_value(name, _load_yaml(text, f"parameter {name!r}"), type_name, text)
 
 
 def load_grid_file(path: str | os.PathLike) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """Read a grid YAML: ``{parameters: {name: [values]}, fixed: {name: value}}``.
 
     A flat mapping ``{name: [values]}`` is accepted too (lists sweep, scalars are fixed).
+    Values follow the YAML 1.2 core schema (see :func:`parse_value`).
     """
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Grid file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"Grid file {path} is not valid YAML: {exc}") from exc
+    data = _load_yaml(path.read_text(), f"Grid file {path}") or {}
     if not isinstance(data, dict):
         raise ValueError(f"Grid file {path} must hold a mapping, got {type(data).__name__}")
     if "parameters" in data or "fixed" in data:
@@ -138,6 +275,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         "parameters": spec.parameters,
         "status": "running",
         "executed_notebook": str(executed),
+        "cwd": spec.cwd,
     }
     declared = set(pm.inspect_notebook(spec.notebook))
     parameters = dict(spec.parameters)
@@ -145,39 +283,45 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         parameters.setdefault("output_dir", str(run_dir))
     unknown = sorted(set(parameters) - declared)
     start = time.perf_counter()
-    try:
-        if unknown:
-            raise ValueError(
-                f"parameter(s) {unknown} are not declared in {spec.notebook}'s parameters "
-                f"cell (declared: {sorted(declared)})"
-            )
-        with (
-            tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime,
-            temporary_environ(
-                **THREAD_ENV,
-                JUPYTER_RUNTIME_DIR=runtime,
-                FUSI_NMF_PROGRESS=os.environ.get("FUSI_NMF_PROGRESS", "0"),
-            ),
-            _atomic.atomic_path(executed) as tmp,
-        ):
-            pm.execute_notebook(
-                spec.notebook,
-                str(tmp),
-                parameters=parameters,
-                kernel_name=spec.kernel_name,
-                progress_bar=False,
-                execution_timeout=spec.timeout,
-                cwd=str(Path(spec.notebook).resolve().parent),
-                # ipykernel >= 7 logs a TCP notice at every start; errors reach the record.
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-            )
-        record["status"] = "ok"
-        record.update(_metrics_from_outputs(run_dir))
-    except Exception as exc:  # recorded, not raised: one failure never stops a sweep
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {_first_line(exc)}"
-        record["error_location"] = _error_location(exc)
-        record["traceback"] = traceback.format_exc(limit=5)[-4000:]
+    _atomic.clean_partial(run_dir)
+    # The failure is recorded inside the atomic write, so the executed notebook (outputs
+    # up to the failing cell) is renamed into place whatever the outcome; Ctrl-C removes it.
+    with _atomic.atomic_path(executed) as tmp:
+        try:
+            if unknown:
+                raise ValueError(
+                    f"parameter(s) {unknown} are not declared in {spec.notebook}'s parameters "
+                    f"cell (declared: {sorted(declared)})"
+                )
+            with (
+                tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime,
+                temporary_environ(
+                    **THREAD_ENV,
+                    JUPYTER_RUNTIME_DIR=runtime,
+                    FUSI_NMF_PROGRESS=os.environ.get("FUSI_NMF_PROGRESS", "0"),
+                ),
+            ):
+                pm.execute_notebook(
+                    spec.notebook,
+                    str(tmp),
+                    parameters=parameters,
+                    kernel_name=spec.kernel_name,
+                    progress_bar=False,
+                    execution_timeout=spec.timeout,
+                    cwd=spec.cwd or os.getcwd(),
+                    # ipykernel >= 7 logs a TCP notice at every start; errors reach the record.
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                )
+            record["status"] = "ok"
+            record.update(_metrics_from_outputs(run_dir))
+        except Exception as exc:  # recorded, not raised: one failure never stops a sweep
+            record["status"] = "failed"
+            record["error"] = f"{type(exc).__name__}: {_first_line(exc)}"
+            record["error_location"] = _error_location(exc)
+            record["traceback"] = traceback.format_exc(limit=5)[-4000:]
+    if executed.stat().st_size == 0:  # failed before papermill wrote anything
+        executed.unlink()
+        record["executed_notebook"] = None
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     _atomic.write_json(run_dir / RECORD, record)
     return record
@@ -244,15 +388,22 @@ def write_index(out_dir: str | os.PathLike, records: list[dict[str, Any]]) -> Pa
     return path
 
 
-def _is_done(run_dir: Path) -> bool:
-    record = run_dir / RECORD
-    if not record.exists():
-        return False
+def _read_record(run_dir: Path) -> dict[str, Any] | None:
     try:
-        rec = json.loads(record.read_text())
-    except json.JSONDecodeError:
-        return False
-    return rec.get("status") == "ok" and Path(rec.get("executed_notebook", "")).exists()
+        return json.loads((run_dir / RECORD).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _is_done(spec: RunSpec) -> bool:
+    rec = _read_record(Path(spec.run_dir))
+    return (
+        rec is not None
+        and rec.get("status") == "ok"
+        and rec.get("parameters") == spec.parameters
+        and bool(rec.get("executed_notebook"))
+        and Path(rec["executed_notebook"]).is_file()
+    )
 
 
 def plan_sweep(
@@ -265,35 +416,50 @@ def plan_sweep(
     timeout: float | None = None,
 ) -> list[RunSpec]:
     """The runs of a sweep (not executed): one :class:`RunSpec` per combination."""
-    import papermill as pm
 
     notebook = Path(notebook)
     if not notebook.exists():
         raise FileNotFoundError(f"Notebook {notebook} does not exist")
-    declared = pm.inspect_notebook(str(notebook))
+    types = declared_types(notebook)
     fixed = dict(fixed or {})
-    unknown = sorted((set(grid) | set(fixed)) - set(declared) - {"output_dir"})
+    unknown = sorted((set(grid) | set(fixed)) - set(types) - {"output_dir"})
     if unknown:
         raise ValueError(
             f"{notebook.name} has no parameter(s) {unknown}; its parameters cell declares "
-            f"{sorted(declared)}"
+            f"{sorted(types)}"
         )
     overlap = sorted(set(grid) & set(fixed))
     if overlap:
         raise ValueError(f"parameter(s) {overlap} are both swept and fixed; choose one")
-    specs = []
+    # values from Python or a grid file: checked against the notebook's declared types
+    grid = {k: [coerce_value(k, v, types.get(k)) for v in vs] for k, vs in grid.items()}
+    fixed = {k: coerce_value(k, v, types.get(k)) for k, v in fixed.items()}
+    cwd = str(Path.cwd())
+    specs: dict[str, RunSpec] = {}
     for combo in expand_grid(grid):
-        run_id = run_id_for(notebook, combo)
-        specs.append(
-            RunSpec(
-                notebook=str(notebook.resolve()),
-                parameters=fixed | combo,
-                run_dir=str(Path(out_dir).resolve() / "runs" / run_id),
-                kernel_name=kernel_name,
-                timeout=timeout,
+        parameters = fixed | combo
+        run_id = run_id_for(notebook, parameters, swept=grid)
+        if run_id in specs:
+            raise ValueError(
+                f"two runs of the sweep have the same parameters {combo}; every run needs "
+                "its own folder, so give each value once."
             )
+        run_dir = Path(out_dir).resolve() / "runs" / run_id
+        rec = _read_record(run_dir)
+        if rec is not None and rec.get("parameters") != parameters:
+            raise ValueError(
+                f"{run_dir} holds a run with other parameters ({rec.get('parameters')}) than "
+                f"{parameters}; use another --out folder or remove that run."
+            )
+        specs[run_id] = RunSpec(
+            notebook=str(notebook.resolve()),
+            parameters=parameters,
+            run_dir=str(run_dir),
+            kernel_name=kernel_name,
+            timeout=timeout,
+            cwd=cwd,
         )
-    return specs
+    return list(specs.values())
 
 
 def run_sweep(
@@ -346,7 +512,7 @@ def run_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs = plan_sweep(notebook, grid, out, fixed, kernel_name=kernel_name, timeout=timeout)
-    todo = [s for s in specs if force or not _is_done(Path(s.run_dir))]
+    todo = [s for s in specs if force or not _is_done(s)]
     status(
         f"[sweep] {len(specs)} runs of {Path(notebook).name}: {len(specs) - len(todo)} already "
         f"done, {len(todo)} to run ({executor}, jobs={jobs if executor == 'local' else 'dask'})",
@@ -477,12 +643,14 @@ def _cli_sweep(args: argparse.Namespace) -> int:
     fixed: dict[str, Any] = {}
     if args.grid:
         grid, fixed = load_grid_file(args.grid)
+    # values typed on the command line take the type the notebook declares for them
+    types = declared_types(args.notebook) if Path(args.notebook).exists() else {}
     for item in args.param:
         if len(item) < 2:
             raise ValueError(f"-p {item[0]} needs at least one value: -p NAME VALUE [VALUE ...]")
-        grid[item[0]] = [parse_value(v) for v in item[1:]]
+        grid[item[0]] = [parse_value(v, types.get(item[0]), item[0]) for v in item[1:]]
     for name, value in args.set:
-        fixed[name] = parse_value(value)
+        fixed[name] = parse_value(value, types.get(name), name)
     if not grid:
         raise ValueError("nothing to sweep: give -p NAME VALUE [VALUE ...] or --grid FILE")
     records = run_sweep(

@@ -65,7 +65,8 @@ def test_stages_are_cached_and_verified(tmp_path: Path, small_recording_path: Pa
 
     second = Workspace(tmp_path, progress=False, **SMALL)
     b = second.nmf("temporal")
-    assert second.timings.keys() <= {"fetch"}, "a cached stage was recomputed"
+    assert second.cache_hits == ["nmf_temporal"], "a cached stage was recomputed"
+    assert second.timings.keys() <= {"fetch", "load", "input_digest", "nmf_temporal"}
     np.testing.assert_array_equal(a.maps.values, b.maps.values)
     np.testing.assert_array_equal(a.timecourses.values, b.timecourses.values)
     assert b.maps.dims == a.maps.dims and b.maps.attrs == a.maps.attrs
@@ -78,7 +79,7 @@ def test_stages_are_cached_and_verified(tmp_path: Path, small_recording_path: Pa
     entry.write_bytes(bytes(raw))
     third = Workspace(tmp_path, progress=False, **SMALL)
     c = third.nmf("temporal")
-    assert "nmf_temporal" in third.timings
+    assert "nmf_temporal" in third.timings and "nmf_temporal" not in third.cache_hits
     np.testing.assert_array_equal(a.maps.values, c.maps.values)
 
 

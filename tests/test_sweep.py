@@ -6,6 +6,8 @@ small simulated recording.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 
 from fusi_nmf.cli import main
-from fusi_nmf.sweep import load_grid_file, load_records, plan_sweep, run_sweep
+from fusi_nmf.sweep import load_grid_file, load_records, parse_value, plan_sweep, run_sweep
 
 PARAMETERS = """\
 preset: str = "small"     # simulated preset
@@ -176,3 +178,110 @@ def test_grid_file(tmp_path: Path) -> None:
     path.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_grid_file(path)
+
+
+# ----------------------------------------------------- run identity, values, paths (issue 15)
+ECHO_PARAMETERS = """\
+value = None              # any value: the notebook records what it received
+path: str = ""            # a file the notebook must find
+flag: bool = False        # a typed boolean
+work_dir: str = "work"    # created relative to the kernel's working directory
+output_dir: str = ""      # set by the sweep
+"""
+ECHO_BODY = """\
+import json, os
+
+os.makedirs(work_dir, exist_ok=True)
+with open(os.path.join(output_dir, "value.json"), "w") as fh:
+    json.dump({"value": value, "type": type(value).__name__}, fh)
+if path:
+    assert os.path.isfile(path), f"{path} is not an existing file (cwd {os.getcwd()})"
+if value == "fail":
+    raise RuntimeError("asked to fail")
+"""
+
+
+@pytest.fixture(scope="module")
+def echo_sweep(tmp_path_factory: pytest.TempPathFactory):
+    """One real sweep of a cheap notebook, started from another folder than the notebook's."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(ECHO_PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(ECHO_BODY)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb_dir = tmp_path_factory.mktemp("notebooks")
+    nbformat.write(nb, nb_dir / "echo.ipynb")
+    caller = tmp_path_factory.mktemp("caller")
+    (caller / "in").mkdir()
+    (caller / "in" / "x_pwd.nii.gz").write_bytes(b"")
+    values = ["coll/sub ä/x_pwd.nii.gz", "coll/sub ö/x_pwd.nii.gz", "1e-3", "010", "no", "fail"]
+    argv = ["sweep", str(nb_dir / "echo.ipynb"), "-p", "value", *values]
+    argv += ["-s", "path", "in/x_pwd.nii.gz", "--out", "sweep"]
+    old = Path.cwd()
+    os.chdir(caller)
+    try:
+        code = main(argv)
+    finally:
+        os.chdir(old)
+    records = {str(r["parameters"]["value"]): r for r in load_records(caller / "sweep")}
+    return code, records, caller, nb_dir
+
+
+def _received(record: dict) -> dict:
+    return json.loads((Path(record["executed_notebook"]).parent / "value.json").read_text())
+
+
+def test_values_that_slug_alike_get_their_own_runs(echo_sweep) -> None:
+    code, records, caller, _ = echo_sweep
+    assert len(pd.read_csv(caller / "sweep" / "runs.tsv", sep="\t")) == 6
+    a, b = records["coll/sub ä/x_pwd.nii.gz"], records["coll/sub ö/x_pwd.nii.gz"]
+    assert a["run_id"] != b["run_id"]
+    assert _received(a)["value"] == "coll/sub ä/x_pwd.nii.gz"
+    assert _received(b)["value"] == "coll/sub ö/x_pwd.nii.gz"
+    assert a["status"] == b["status"] == "ok"
+    assert code == 1  # only the "fail" run failed
+
+
+def test_a_sweep_that_would_share_a_folder_is_refused(notebook: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="same parameters"):
+        plan_sweep(notebook, {"n_components": [2, 2]}, tmp_path)
+
+
+def test_values_are_parsed_like_python(echo_sweep, notebook: Path, tmp_path, capsys) -> None:
+    _, records, _, _ = echo_sweep
+    assert _received(records["0.001"]) == {"value": 0.001, "type": "float"}
+    assert _received(records["10"]) == {"value": 10, "type": "int"}
+    assert _received(records["no"]) == {"value": "no", "type": "str"}
+    # a parameter the notebook declares bool refuses "no" (never False), before any run
+    argv = ["sweep", str(notebook), "-p", "n_components", "2", "-s", "preset", "010"]
+    assert parse_value("010", "str") == "010" and parse_value("1e-3", "float") == 0.001
+    with pytest.raises(ValueError, match="true or false"):
+        parse_value("no", "bool", "flag")
+    assert main([*argv, "-s", "random_state", "1e-3", "--out", str(tmp_path)]) == 2
+    assert "not an integer" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_relative_paths_resolve_from_the_callers_folder(echo_sweep) -> None:
+    _, records, caller, nb_dir = echo_sweep
+    found = [r["status"] for r in records.values() if r["parameters"]["value"] != "fail"]
+    assert found == ["ok"] * 5  # each run's notebook found in/x_pwd.nii.gz
+    assert (caller / "work").is_dir() and not (nb_dir / "work").exists()
+
+
+def test_a_failed_runs_notebook_is_kept(echo_sweep) -> None:
+    _, records, caller, _ = echo_sweep
+    failed = records["fail"]
+    assert failed["status"] == "failed"
+    executed = Path(failed["executed_notebook"])
+    assert executed.exists()
+    outputs = [o for c in nbformat.read(executed, as_version=4).cells for o in c.get("outputs", [])]
+    assert any(o.get("ename") in ("RuntimeError", "AssertionError") for o in outputs)
+    index = pd.read_csv(caller / "sweep" / "runs.tsv", sep="\t").set_index("status")
+    assert index.loc["failed", "notebook"] == str(executed)
+    assert not list(executed.parent.glob(".*.part*"))
+    assert "asked to fail" in failed["error"]
