@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.signal import butter
 from threadpoolctl import threadpool_limits
 
 from fusi_nmf import _atomic
@@ -859,7 +858,9 @@ def min_frames(config: PipelineConfig) -> dict[str, int]:
         )
     if config.cleaning and config.high_pass:
         order = inspect.signature(filter_temporal).parameters["order"].default
-        sections = len(butter(order, 0.25, btype="highpass", output="sos"))
+        # filter_temporal's padding rule; a Butterworth high-pass of order n has
+        # ceil(n / 2) second-order sections (counted here: scipy.signal is slow to import)
+        sections = -(-order // 2)
         need[f"high_pass={config.high_pass:g} Hz (--high-pass 0 switches it off)"] = (
             3 * (2 * sections + 1) + 1
         )
