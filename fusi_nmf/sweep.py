@@ -19,6 +19,10 @@ refused for a ``bool`` parameter). The notebook's kernel runs in the caller's wo
 directory, so relative paths in parameters, and a notebook's default ``work_dir``,
 resolve from where the sweep was started, not from the notebook's folder.
 
+Ctrl-C ends a sweep with one line and exit status 130; the interrupted runs leave no
+record and no partial notebook (leftovers of a killed process are removed by the next
+sweep), so the next invocation redoes them and skips the completed ones.
+
 The notebook receives each combination's parameters plus ``output_dir`` (the run
 folder) when it declares it; a notebook that saves its results there with
 :meth:`fusi_nmf.pipeline.Workspace.run` (it writes ``summary.json``) gets its metrics
