@@ -102,6 +102,18 @@ default="frobenius"
         Voxel mask over some or all of the non-time dims (e.g. ``(z, y, x)``;
         it is broadcast over ``sign``). Voxels outside the mask are left out of
         the factorization and are 0 in ``maps_`` and in reconstructions.
+    timecourses : {"factor", "projection"}, default="factor"
+        What spatial mode returns as time courses. ``"factor"``: the solver's
+        fitted non-negative time factor. ``"projection"``: as the reference
+        example (ConfUSIus "NMF on a single fUSI recording"), the maps are
+        re-solved with the time factor fixed (scikit-learn's ``transform`` of
+        the ``(features, time)`` matrix; the fitted maps for ``solver="hals"``,
+        whose maps are already polished to that solution) and the time courses
+        are the centred data projected onto them,
+        ``(X - mean_t(X)) @ maps.T``: signed, zero-mean, in data units times
+        map units, not a factor of a non-negative model. Temporal mode ignores
+        it. ``explained_variance_`` and ``reconstruction_err_`` always describe
+        the fitted non-negative model.
 
     Attributes
     ----------
@@ -207,6 +219,7 @@ default="frobenius"
         alpha_H: float | str = "same",
         l1_ratio: float = 0.0,
         mask: xr.DataArray | None = None,
+        timecourses: str = "factor",
     ) -> None:
         self.n_components = n_components
         self.mode = mode
@@ -220,6 +233,7 @@ default="frobenius"
         self.alpha_H = alpha_H
         self.l1_ratio = l1_ratio
         self.mask = mask
+        self.timecourses = timecourses
 
     # ------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -261,6 +275,7 @@ default="frobenius"
                 raise ValueError(f"alpha_H must be a number >= 0 or 'same', got {self.alpha_H!r}.")
             number("alpha_H", 0)
         number("l1_ratio", 0, 1)
+        choice("timecourses", ("factor", "projection"))
         if self.mask is not None and not isinstance(self.mask, xr.DataArray):
             raise TypeError(
                 f"mask must be a boolean xarray.DataArray or None, got {type(self.mask).__name__}."
@@ -326,6 +341,10 @@ default="frobenius"
                 tc, maps = H.T, W
             n_iter, converged = int(sk.n_iter_), self.converged_
             err_sq = self._frobenius_sq(sk, A)
+            if self.mode == "spatial" and self.timecourses == "projection":
+                with warnings.catch_warnings():  # same solver, already reported once
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    maps = sk.transform(solver_X)
         self.converged_ = bool(converged)
         if not self.converged_:
             warnings.warn(
@@ -349,6 +368,8 @@ default="frobenius"
         self._maps_masked = maps
         self._layout = _Layout.from_dataarray(X, feature_dims)
         self.explained_variance_, resid_sq = _explained_variance(A, tc, maps, err_sq)
+        if self.mode == "spatial" and self.timecourses == "projection":
+            tc = _centred_projection(A, maps)
         if self.solver == "hals":
             self.reconstruction_err_ = float(np.sqrt(resid_sq))
         else:
@@ -726,6 +747,12 @@ def _timecourses_dataarray(tc: np.ndarray, X: xr.DataArray, attrs: dict) -> xr.D
     coords = {n: c.variable for n, c in X.coords.items() if c.dims == (TIME,)}
     coords[COMPONENT] = np.arange(tc.shape[1])
     return xr.DataArray(tc, dims=(TIME, COMPONENT), coords=coords, name="timecourses", attrs=attrs)
+
+
+def _centred_projection(A: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """``(A - mean_t(A)) @ maps.T``: the reference example's spatial-mode time courses."""
+    centred = A.astype(np.float64) - A.mean(axis=0, dtype=np.float64)
+    return (centred @ maps.T.astype(np.float64)).astype(A.dtype, copy=False)
 
 
 def _explained_variance(

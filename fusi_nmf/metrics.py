@@ -7,6 +7,16 @@
   of a simulated recording (:func:`fusi_nmf.simulate.simulate_recording`).
 * :func:`compare_decompositions` scores NMF, PCA and FastICA on the same
   standardized recording against that ground truth.
+* :func:`recovery_with_chance` puts a chance level beside a recovery score:
+  the same estimated components scored against ground truth they do not belong
+  to (circularly time-shifted truth time courses, and/or the sources of other
+  simulated recordings), and the chance-corrected score
+  ``(score - chance) / (1 - chance)`` (0 = no better than chance, 1 = perfect).
+
+Why a chance level: a matched best-|r| is never 0 for unrelated signals (the
+Hungarian matching picks the best of many pairs), and smooth, blob-like maps
+correlate with each other whatever their origin, so a raw map |r| of 0.7 can
+be chance. Only the distance above chance says something.
 
 Correlations are Pearson correlations computed in float64 over every element
 of the flattened arrays; a constant array has correlation 0 with anything
@@ -20,7 +30,14 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["compare_decompositions", "correlation_matrix", "match_components", "source_recovery"]
+__all__ = [
+    "chance_corrected",
+    "compare_decompositions",
+    "correlation_matrix",
+    "match_components",
+    "recovery_with_chance",
+    "source_recovery",
+]
 
 
 def correlation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -409,3 +426,137 @@ def compare_decompositions(
     out.attrs = {"components": matched, "converged": converged,
                  "score": "matched time-course |r|"}
     return out
+
+
+def chance_corrected(score: float, chance: float) -> float:
+    """``(score - chance) / (1 - chance)``: 0 at chance level, 1 for a perfect score.
+
+    Parameters
+    ----------
+    score, chance : float
+        A recovery score in [0, 1] and the chance level of the same score.
+
+    Returns
+    -------
+    float
+        The chance-corrected score (negative when below chance); NaN when
+        ``chance >= 1`` (no room above chance: the score says nothing).
+    """
+    score, chance = float(score), float(chance)
+    if not chance < 1.0:
+        return float("nan")
+    return (score - chance) / (1.0 - chance)
+
+
+def _matched_mean(r: np.ndarray) -> float:
+    """Mean |r| of the one-to-one (Hungarian) matching of rows (estimates) to columns."""
+    a = np.abs(r)
+    rows, cols = linear_sum_assignment(a, maximize=True)
+    out = np.zeros(a.shape[1])
+    out[cols] = a[rows, cols]
+    return float(out.mean())  # a source left without a component counts 0
+
+
+def _circular_shifts(n: int, n_shifts: int, rng: np.random.Generator) -> np.ndarray:
+    """Shifts spread over [n/10, 9n/10]: far enough that the truth no longer lines up."""
+    lo, hi = max(1, n // 10), max(2, n - n // 10)
+    if hi <= lo:
+        raise ValueError(f"{n} frames are too few for a circular-shift chance level.")
+    return rng.integers(lo, hi, size=n_shifts)
+
+
+def recovery_with_chance(
+    timecourses: xr.DataArray,
+    maps: xr.DataArray,
+    truth: xr.Dataset,
+    *,
+    other_truths: tuple[xr.Dataset, ...] | list[xr.Dataset] = (),
+    n_shifts: int = 20,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """Recovery scores with their chance levels, matched one to one.
+
+    Time courses and maps are each matched to the planted sources one to one
+    by the Hungarian algorithm on ``|r|`` (each on its own score, so a
+    component that fits a source's map but not its time course is not forced
+    on the time-course score), and the mean matched ``|r|`` over sources is
+    the score (a source without a component counts 0).
+
+    Chance levels are the same scores computed against ground truth the
+    estimates do not belong to:
+
+    * ``timecourse_chance``: the truth time courses circularly shifted in time
+      (``n_shifts`` shifts drawn uniformly between 10 % and 90 % of the
+      length, all sources shifted together so their mutual structure is kept),
+      averaged over shifts; when ``other_truths`` are given, their time courses
+      (same length needed) are averaged in too.
+    * ``map_chance``: the maps scored against the source maps of
+      ``other_truths`` (other simulated recordings of the same size: other
+      sources with the same smoothness and the same brain), averaged; NaN when
+      none are given (a spatial shift would move sources out of the brain).
+
+    Parameters
+    ----------
+    timecourses : xarray.DataArray
+        ``(time, component)`` estimates.
+    maps : xarray.DataArray
+        ``(component, [sign,] z, y, x)`` estimates (``pos - neg`` is scored).
+    truth : xarray.Dataset
+        The ground truth they belong to (``source_timecourses``, ``source_maps``).
+    other_truths : sequence of xarray.Dataset
+        Ground truths of other recordings (e.g. other simulator seeds).
+    n_shifts : int, default=20
+        Circular shifts for the time-course chance level.
+    random_state : int, default=0
+        Seed of the shifts.
+
+    Returns
+    -------
+    dict
+        ``timecourse_r``, ``timecourse_chance``, ``timecourse_corrected``,
+        ``map_r``, ``map_chance``, ``map_corrected`` (floats; corrected =
+        :func:`chance_corrected`).
+    """
+    for var in ("source_timecourses", "source_maps"):
+        if var not in truth:
+            raise ValueError(f"truth has no {var!r} variable; pass simulate_recording's Dataset.")
+    if "time" not in timecourses.dims or "component" not in timecourses.dims:
+        raise ValueError(f"timecourses must have dims (time, component), got {timecourses.dims}.")
+    if isinstance(n_shifts, bool) or not isinstance(n_shifts, int | np.integer) or n_shifts < 1:
+        raise ValueError(f"n_shifts must be a positive integer, got {n_shifts!r}.")
+    est_tc = np.asarray(timecourses.transpose("component", "time").values, dtype=np.float64)
+    true_tc = np.asarray(truth["source_timecourses"].transpose("source", "time").values)
+    if est_tc.shape[1] != true_tc.shape[1]:
+        raise ValueError(
+            f"timecourses has {est_tc.shape[1]} frames but the truth has {true_tc.shape[1]}."
+        )
+    signed = _signed_maps(maps)
+    space = tuple(d for d in truth["source_maps"].dims if d != "source")
+    est_maps = _flatten(signed, "component", space)
+
+    def map_score(t: xr.Dataset) -> float:
+        return _matched_mean(correlation_matrix(est_maps, _flatten(t["source_maps"], "source",
+                                                                   space)))
+
+    rng = np.random.default_rng(random_state)
+    tc_r = _matched_mean(correlation_matrix(est_tc, true_tc))
+    chance_tc = [
+        _matched_mean(correlation_matrix(est_tc, np.roll(true_tc, int(s), axis=1)))
+        for s in _circular_shifts(true_tc.shape[1], n_shifts, rng)
+    ]
+    for other in other_truths:
+        other_tc = np.asarray(other["source_timecourses"].transpose("source", "time").values)
+        if other_tc.shape[1] == true_tc.shape[1]:
+            chance_tc.append(_matched_mean(correlation_matrix(est_tc, other_tc)))
+    map_r = map_score(truth)
+    chance_map = [map_score(o) for o in other_truths]
+    tc_chance = float(np.mean(chance_tc))
+    map_chance = float(np.mean(chance_map)) if chance_map else float("nan")
+    return {
+        "timecourse_r": tc_r,
+        "timecourse_chance": tc_chance,
+        "timecourse_corrected": chance_corrected(tc_r, tc_chance),
+        "map_r": map_r,
+        "map_chance": map_chance,
+        "map_corrected": chance_corrected(map_r, map_chance),
+    }

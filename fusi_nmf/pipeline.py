@@ -67,12 +67,18 @@ BLAS_THREADS = 1
 MODES = ("temporal", "spatial")
 TRANSFORMS = ("rigid", "translation")
 NMF_INITS = ("nndsvda", "nndsvd", "nndsvdar", "random")
+NMF_SOLVERS = ("hals", "cd", "mu")
+ANALYSES = ("default", "reference")
+CENSOR_METHODS = ("interpolate", "drop")
 #: Allowed values of the string fields of :class:`PipelineConfig` (validation and CLI).
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "preset": tuple(PRESETS),
     "transform": TRANSFORMS,
     "standardize": STANDARDIZE_METHODS,
     "init": NMF_INITS,
+    "solver": NMF_SOLVERS,
+    "censor_method": CENSOR_METHODS,
+    "analysis": ANALYSES,
 }
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -139,6 +145,22 @@ class PipelineConfig:
     init : str
         NMF initialisation: ``"nndsvda"`` (deterministic SVD-based, the default) or
         ``"random"`` (seed-dependent: use it to measure stability across seeds).
+    solver : str
+        NMF solver (:class:`fusi_nmf.decomposition.NMF`): ``"hals"`` (the default,
+        scikit-learn's coordinate descent with one read of the data per iteration),
+        ``"cd"`` (scikit-learn's coordinate descent as it runs it) or ``"mu"``.
+    censor_method : str
+        ``"interpolate"`` censored frames (the default: every frame kept, the
+        invented ones marked in the outputs) or ``"drop"`` them.
+    smooth_after_zscore : bool
+        Smooth per-voxel z-scores instead of raw power (see :func:`fusi_nmf.signal.clean`).
+    analysis : str
+        ``"default"``: this package's chain. ``"reference"``: the original analysis
+        of the ConfUSIus example "NMF on a single fUSI recording" one switch away:
+        it sets ``cleaning=False`` and ``solver="cd"`` (whatever they were set to) and
+        returns spatial-mode time courses as the centred projection of the data onto
+        the maps (signed), as that example does. See the README for what the default
+        changes and the measured effect.
     """
 
     dataset: str = "simulated"
@@ -163,10 +185,21 @@ class PipelineConfig:
     max_iter: int = 500
     random_state: int = 0
     init: str = "nndsvda"
+    solver: str = "hals"
+    censor_method: str = str(CLEAN_DEFAULTS["censor_method"])
+    smooth_after_zscore: bool = bool(CLEAN_DEFAULTS["smooth_after_zscore"])
+    analysis: str = "default"
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
             raise ValueError(f"PipelineConfig: {name}={getattr(self, name)!r} {why}")
+
+        if self.analysis == "reference":
+            if self.solver == "mu":
+                bad("solver", "contradicts analysis='reference' (which uses solver='cd')")
+            # the reference example: no cleaning, scikit-learn's coordinate descent
+            object.__setattr__(self, "cleaning", False)
+            object.__setattr__(self, "solver", "cd")
 
         if not isinstance(self.dataset, str | os.PathLike) or not str(self.dataset):
             bad("dataset", "must be 'simulated', 'nunez-elizalde-2022' or a path to a *_pwd.nii.gz")
@@ -210,6 +243,8 @@ class PipelineConfig:
             "censor_fd": self.censor_fd or None,
             "censor_dvars": self.censor_dvars or None,
             "smooth_fwhm_mm": self.smooth_fwhm_mm or None,
+            "smooth_after_zscore": bool(self.smooth_after_zscore),
+            "censor_method": self.censor_method,
             "global_regression": bool(self.global_regression),
         }
 
@@ -651,6 +686,8 @@ class Workspace:
         } | nmf_params
         # before any stage runs: a k the data cannot hold fails now, not after cleaning
         check_n_components(settings["n_components"], self.timed(), self.config)
+        settings["solver"] = cfg.solver
+        settings["timecourses"] = "projection" if cfg.analysis == "reference" else "factor"
         models: dict[str, Any] = {}
 
         def compute(split: xr.DataArray) -> xr.Dataset:
@@ -717,6 +754,9 @@ class Workspace:
             "frame_timing": self._timing_report(),
             "results": {mode: r.summary() for mode, r in results.items()},
         }
+        censored = self._censored_frames()
+        if censored is not None:
+            summary["censored_frames"] = censored
         if motion is not None:
             summary["motion"] = {
                 "mean_framewise_displacement_mm": float(motion["framewise_displacement"].mean()),
@@ -730,6 +770,20 @@ class Workspace:
         if out is not None:
             summary["outputs"] = self._write_outputs(out, results, motion, summary)
         return summary
+
+    def _censored_frames(self) -> dict[str, Any] | None:
+        """Which frames cleaning censored (None without cleaning or censoring)."""
+        if not self.config.cleaning or not (self.config.censor_fd or self.config.censor_dvars):
+            return None
+        attrs = self.cleaned().attrs
+        text = str(attrs.get("censored_indices", ""))
+        indices = [int(i) for i in text.split(",") if i.strip()]
+        return {
+            "method": str(attrs.get("censor_method", self.config.censor_method)),
+            "count": len(indices),
+            "share": float(attrs.get("censored_share", 0.0)),
+            "indices": indices,
+        }
 
     def _write_outputs(
         self,
@@ -756,9 +810,11 @@ class Workspace:
         )
         for mode, result in results.items():
             save_nifti(result.maps, files[f"maps_{mode}"])
-            _atomic.write_text(
-                files[f"timecourses_{mode}"], _to_tsv(result.timecourses.to_pandas(), "component_")
-            )
+            table = result.timecourses.to_pandas()
+            table.columns = [f"component_{c}" for c in table.columns]
+            if "censored" in result.timecourses.coords:  # frames invented by interpolation
+                table["censored"] = result.timecourses["censored"].values.astype(int)
+            _atomic.write_text(files[f"timecourses_{mode}"], _to_tsv(table, ""))
         if motion is not None:
             table = motion["parameters"].to_pandas()
             table["framewise_displacement"] = motion["framewise_displacement"].to_pandas()

@@ -26,6 +26,7 @@ whose intensity means something (brain mask, percent signal change).
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Mapping
 from importlib.resources import files
 
@@ -46,6 +47,7 @@ from fusi_nmf._xr import (
 from fusi_nmf.timing import REGULAR_RTOL
 
 __all__ = [
+    "CENSOR_WARN_SHARE",
     "CLEAN_DEFAULTS",
     "append_history",
     "clean",
@@ -557,8 +559,15 @@ CLEAN_DEFAULTS: dict[str, object] = {
     "censor_dvars": 4.0,
     "censor_method": "interpolate",
     "smooth_fwhm_mm": 0.2,
+    "smooth_after_zscore": True,
     "global_regression": False,
 }
+
+#: Share of censored frames above which :func:`clean` warns: with more than a fifth
+#: of the frames invented by interpolation (or dropped), the time courses say more
+#: about the interpolation than about the brain (a common exclusion rule in fMRI,
+#: e.g. Power et al. 2014, NeuroImage 84:320, excludes runs with too few clean frames).
+CENSOR_WARN_SHARE = 0.2
 
 
 def clean(
@@ -571,6 +580,7 @@ def clean(
     censor_dvars: float | None = CLEAN_DEFAULTS["censor_dvars"],
     censor_method: str = CLEAN_DEFAULTS["censor_method"],
     smooth_fwhm_mm: float | Mapping[str, float] | None = CLEAN_DEFAULTS["smooth_fwhm_mm"],
+    smooth_after_zscore: bool = CLEAN_DEFAULTS["smooth_after_zscore"],
     global_regression: bool = CLEAN_DEFAULTS["global_regression"],
     motion: xr.DataArray | xr.Dataset | None = None,
     fd: xr.DataArray | None = None,
@@ -591,7 +601,14 @@ def clean(
     3. **Temporal filtering** - zero-phase Butterworth ``high_pass``/``low_pass`` (Hz).
     4. **Global-signal regression** - only if ``global_regression`` (see
        :func:`regress_global` for the trade-offs), over ``mask`` if given.
-    5. **Spatial smoothing** - Gaussian, ``smooth_fwhm_mm`` in mm.
+    5. **Spatial smoothing** - Gaussian, ``smooth_fwhm_mm`` in mm. With
+       ``smooth_after_zscore=True`` the smoothing acts on each voxel's z-score,
+       not on raw power: the recording is z-scored, smoothed, and mapped back
+       with each voxel's own temporal mean and s.d. (so the output is still
+       power and the later :func:`standardize` sees the smoothed z-scores).
+       Smoothing raw power lets a vessel ten times brighter than the
+       parenchyma beside it impose its fluctuations on it, which is the
+       bright-vessel dominance the z-score exists to remove.
     6. If ``censor_method="drop"``, the censored frames are dropped last (the
        temporal filter needs a regular grid, so they are interpolated first).
 
@@ -621,6 +638,15 @@ def clean(
     -------
     xarray.DataArray
         The cleaned recording, float32; ``attrs["history"]`` lists the steps.
+        When frames were censored, ``attrs`` records them (``censored_frames``
+        count, ``censored_share``, ``censored_indices`` as comma-separated
+        input frame indices, ``censor_method``) and a ``censored`` bool coord
+        over ``time`` marks the interpolated frames (with ``"drop"`` they are gone).
+
+    Warns
+    -----
+    UserWarning
+        More than :data:`CENSOR_WARN_SHARE` of the frames were censored.
     """
     data = check_dataarray(data)
     out = data
@@ -641,6 +667,17 @@ def clean(
         if censor_fd is not None or censor_dvars is not None:
             flags = qc.flag_frames(fd=fd_series, fd_mm=censor_fd, dvars=dv, dvars_z=censor_dvars)
             out = qc.censor(out, flags, method="interpolate", progress=progress)
+            share = float(np.mean(np.asarray(flags.values)))
+            if share > CENSOR_WARN_SHARE:
+                warnings.warn(
+                    f"clean: {share:.0%} of the frames ({int(flags.sum())} of {flags.size}) were "
+                    f"censored (FD > {censor_fd} mm, DVARS > {censor_dvars} z), above the "
+                    f"{CENSOR_WARN_SHARE:.0%} this package trusts: the time courses are largely "
+                    "interpolated. Check the motion estimate, raise the thresholds, or use "
+                    "censor_method='drop' and treat the recording with caution.",
+                    UserWarning,
+                    stacklevel=2,
+                )
     if detrend_order:
         status(f"clean: detrend order {detrend_order}", progress)
         out = detrend(out, order=detrend_order)
@@ -650,9 +687,14 @@ def clean(
     if global_regression:
         status("clean: global-signal regression", progress)
         out = regress_global(out, mask=mask)
-    if smooth_fwhm_mm:
+    if smooth_fwhm_mm and smooth_after_zscore:
+        status(f"clean: spatial smoothing of z-scores FWHM {smooth_fwhm_mm} mm", progress)
+        out = _smooth_zscores(out, smooth_fwhm_mm)
+    elif smooth_fwhm_mm:
         status(f"clean: spatial smoothing FWHM {smooth_fwhm_mm} mm", progress)
         out = smooth_spatial(out, smooth_fwhm_mm)
+    if flags is not None:
+        out = out.assign_coords(censored=("time", np.asarray(flags.values, dtype=bool)))
     if flags is not None and censor_method == "drop" and bool(flags.any()):
         keep = np.flatnonzero(~np.asarray(flags.values))
         attrs = append_history(
@@ -692,6 +734,24 @@ def _framewise_displacement(
     if not isinstance(fd, xr.DataArray) or fd.dims != ("time",):
         raise TypeError("fd must be an xarray.DataArray with the single dim 'time' (in mm).")
     return check_dataarray(fd, name="fd")
+
+
+def _smooth_zscores(data: xr.DataArray, fwhm_mm) -> xr.DataArray:
+    """Smooth each voxel's z-score and map back with its own mean and s.d. (power units)."""
+    x, axis = as_time_matrix(data, "time")
+    mean = x.mean(axis=0, keepdims=True)
+    std = x.std(axis=0, ddof=1, keepdims=True)
+    std = np.where(std > _REL_FLAT * np.abs(mean), std, 0.0)
+    z = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0)
+    zda = data.copy(data=from_time_matrix(z, data, axis).astype(np.float32))
+    smoothed, _ = as_time_matrix(smooth_spatial(zda, fwhm_mm), "time")
+    out = smoothed * std + mean
+    return _rebuild(
+        data,
+        from_time_matrix(out, data, axis),
+        f"smooth_spatial: Gaussian FWHM {fwhm_mm} mm on per-voxel z-scores, mapped back "
+        "with each voxel's temporal mean and s.d.",
+    )
 
 
 def cleaning_recovery_table() -> pd.DataFrame:

@@ -95,6 +95,8 @@ __all__ = [
     "PRESETS",
     "REPETITION_TIME_S",
     "SIMULATOR_VERSION",
+    "SOURCE_AMPLITUDE",
+    "SPECKLE_SD",
     "VOXEL_SIZE_MM",
     "add_parser",
     "converter_timing",
@@ -132,16 +134,26 @@ MANIFEST_NAME = ".fusi_nmf_manifest.json"
 # Point-spread function (Gaussian sigma, mm) of the Power Doppler image.
 _PSF_MM = {"x": 0.05, "y": 0.035, "z": 0.15}
 # Peak fractional change of the sources (drawn uniformly in this range).
-_SOURCE_AMPLITUDE = (0.2, 0.35)
+SOURCE_AMPLITUDE = (0.2, 0.35)
 _SLOW_WEIGHT = 0.05  # weight of the slow fluctuation in the source activity
 _PAIR_DISTANCE = 1.3  # sources 0 and 1 overlap: centre distance in sigmas
 _MIN_DISTANCE = 1.6  # other sources: minimum centre distance in mean sigmas
-_SPECKLE_SHAPE = 250.0  # gamma shape: s.d. 1/sqrt(250) ~ 6 %
+#: Default s.d. of the multiplicative per-frame noise (fraction of power).
+SPECKLE_SD = 1.0 / math.sqrt(250.0)  # 0.063, see "Noise" in the module docstring
 _ADDITIVE_NOISE = 100.0  # power units
 _DRIFT_GLOBAL = 0.15  # max |global trend| (fraction)
 _DRIFT_LOCAL = 0.08  # s.d. of the spatial drift field (fraction)
 _GLOBAL_STD = 0.04  # s.d. of the global fluctuation (fraction)
 _SURGE_RANGE = (0.4, 1.2)  # peak fractional power increase at a motion event
+_FREE_SURGE_RATE = 1.0 / 40.0  # surges per second with no motion jump
+_FREE_SURGE_RANGE = (0.2, 0.8)  # their peak fractional power increase
+_VASOMOTION_STD = 0.08  # s.d. of the vessels' own slow fluctuation (fraction)
+_VASOMOTION_HZ = 0.1  # its centre frequency
+_VESSEL_RESPONSE = 0.6  # sources change a pure-vessel voxel by (1 - this) of parenchyma
+_NOISE_SIGMA_MM = (0.05, 0.035)  # spatial correlation of the noise (x, y): the PSF
+_NOISE_AR1 = 0.3  # frame-to-frame correlation of the noise
+_NONRIGID_MM = 0.03  # peak non-rigid displacement (mm), slow
+_THROUGH_SLICE = 0.06  # s.d. of the through-slice intensity change at a motion event
 
 
 # --------------------------------------------------------------------------- helpers
@@ -483,8 +495,15 @@ def _motion(
     return params, np.array(events, dtype=int)
 
 
-def _apply_motion(frames: np.ndarray, params: np.ndarray, grid: _Grid) -> np.ndarray:
-    """Move each frame's content by its (tx, ty, rz), resampling in physical mm space."""
+def _apply_motion(
+    frames: np.ndarray, params: np.ndarray, grid: _Grid, warp=None
+) -> np.ndarray:
+    """Move each frame's content by its (tx, ty, rz), resampling in physical mm space.
+
+    ``warp = (field, course)`` adds a non-rigid displacement ``course[t] * field``
+    (field ``(2, z, y, x)`` in mm, y then x), applied to the content before the
+    rigid move (to first order: sampled at the output position).
+    """
     n_frames = frames.shape[0]
     nz, ny, nx = grid.shape
     # output positions q relative to the field-of-view centre, in mm
@@ -493,7 +512,8 @@ def _apply_motion(frames: np.ndarray, params: np.ndarray, grid: _Grid) -> np.nda
     out = np.empty_like(frames)
     for t in range(n_frames):
         tx, ty, rz = params[t]
-        if tx == 0 and ty == 0 and rz == 0:
+        a = 0.0 if warp is None else float(warp[1][t])
+        if tx == 0 and ty == 0 and rz == 0 and a == 0:
             out[t] = frames[t]
             continue
         c, s = np.cos(np.deg2rad(rz)), np.sin(np.deg2rad(rz))
@@ -501,12 +521,32 @@ def _apply_motion(frames: np.ndarray, params: np.ndarray, grid: _Grid) -> np.nda
         ux, uy = qx - tx, qy - ty
         px = c * ux + s * uy
         py = -s * ux + c * uy
-        coords = np.stack([py / grid.dy + (ny - 1) / 2, px / grid.dx + (nx - 1) / 2])
         for z in range(nz):
+            wy = py - a * warp[0][0, z] if a else py
+            wx = px - a * warp[0][1, z] if a else px
+            coords = np.stack([wy / grid.dy + (ny - 1) / 2, wx / grid.dx + (nx - 1) / 2])
             frame = frames[t, z]
             moved = ndimage.map_coordinates(frame, coords, order=3, mode="nearest")
             out[t, z] = np.maximum(moved, 0.5 * frame.min())
     return out
+
+
+def _correlated_speckle(rng, shape, grid: _Grid, sd: float) -> np.ndarray:
+    """Log-normal multiplicative noise, mean 1, s.d. ``sd``, correlated in space and time.
+
+    Gaussian white noise is smoothed over the point-spread function (speckle
+    grains are PSF-sized) and filtered by an AR(1) over frames, rescaled to unit
+    variance, then exponentiated so the s.d. of the factor is ``sd``.
+    """
+    n_frames = shape[0]
+    g = rng.standard_normal(shape)
+    sigma = (0.0, *grid.sigma_vox(_NOISE_SIGMA_MM[0], _NOISE_SIGMA_MM[1], _PSF_MM["z"]))
+    g = ndimage.gaussian_filter(g, sigma, mode="reflect")
+    for t in range(1, n_frames):  # AR(1): stationary variance after rescaling below
+        g[t] = _NOISE_AR1 * g[t - 1] + math.sqrt(1 - _NOISE_AR1**2) * g[t]
+    g /= g.std() + 1e-12
+    s2 = math.log(1.0 + sd**2)  # log-normal with mean 1 and s.d. sd
+    return np.exp(math.sqrt(s2) * g - s2 / 2)
 
 
 # --------------------------------------------------------------------------- main entry
@@ -526,6 +566,15 @@ def simulate_recording(
     n_sources: int | None = None,
     max_shift_voxels: float = 2.0,
     max_rotation_deg: float = 1.0,
+    free_surges: bool = True,
+    vasomotion: bool = True,
+    vessel_response: bool = True,
+    correlated_noise: bool = True,
+    nonrigid: bool = True,
+    through_slice: bool = True,
+    nuisance: bool = True,
+    source_amplitude: tuple[float, float] = SOURCE_AMPLITUDE,
+    noise_sd: float = SPECKLE_SD,
 ) -> xr.Dataset:
     """Simulate a fUSI Power Doppler recording with its ground truth.
 
@@ -551,6 +600,25 @@ def simulate_recording(
         Number of planted sources (default 6); at least one is a decrease.
     max_shift_voxels, max_rotation_deg : float
         Bounds of the rigid motion, per translation axis in voxels and in degrees.
+    free_surges, vasomotion, vessel_response, correlated_noise, nonrigid, through_slice : bool
+        Switch each real-data trait of the module docstring on or off (all on by
+        default): power surges with no motion jump, the vessels' own slow
+        fluctuation, sources changing parenchyma more than large vessels,
+        spatially and temporally correlated noise, slow non-rigid deformation,
+        and the through-slice intensity change at motion events.
+    nuisance : bool, default=True
+        ``False`` is the "no motion, no nuisance" recording: it switches off
+        ``motion``, ``drift``, ``global_signal``, ``surges``, ``free_surges``,
+        ``vasomotion``, ``nonrigid`` and ``through_slice`` whatever they are set
+        to, and keeps the sources (with ``vessel_response``) and the noise
+        exactly as they are (same streams), so it is the same recording with
+        only its nuisances removed: the ceiling of any pipeline run on it.
+    source_amplitude : (float, float), default=(0.2, 0.35)
+        Range of the sources' peak fractional power change (drawn uniformly;
+        the same seed gives the same position in the range for any range).
+    noise_sd : float, default=SPECKLE_SD (0.063)
+        s.d. of the multiplicative per-frame noise (fraction of power); 0
+        leaves only the additive floor.
 
     Returns
     -------
@@ -584,6 +652,17 @@ def simulate_recording(
             _check_int(s, f"shape[{i}]", 1 if i == 0 else 16) for i, s in enumerate(shape)
         )
     n_sources = 6 if n_sources is None else _check_int(n_sources, "n_sources", 1)
+    lo_amp, hi_amp = (float(a) for a in source_amplitude)
+    if not 0 <= lo_amp <= hi_amp <= 5:
+        raise ValueError(
+            f"source_amplitude must be (low, high) with 0 <= low <= high <= 5 (fractions of "
+            f"baseline power), got {source_amplitude!r}."
+        )
+    if not 0 <= float(noise_sd) < 1:
+        raise ValueError(f"noise_sd must lie in [0, 1) (a fraction of power), got {noise_sd!r}.")
+    if not nuisance:
+        motion = drift = global_signal = surges = free_surges = False
+        vasomotion = nonrigid = through_slice = False
     if not (0 <= max_shift_voxels <= 10) or not (0 <= max_rotation_deg <= 10):
         raise ValueError(
             "max_shift_voxels and max_rotation_deg must lie in [0, 10], got "
@@ -592,16 +671,23 @@ def simulate_recording(
 
     tr = REPETITION_TIME_S
     grid = _Grid(shape)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
-    rng_base, rng_maps, rng_tc, rng_motion, rng_surge, rng_drift, rng_noise, rng_sign = streams
+    # spawn(n) children do not depend on n: the first 8 streams are those of version 1
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(13)]
+    rng_base, rng_maps, rng_tc, rng_motion, rng_surge, rng_drift, rng_noise, rng_sign = streams[:8]
+    rng_free, rng_vaso, rng_cnoise, rng_warp, rng_slice = streams[8:]
 
     baseline, brain, vessels = _baseline(rng_base, grid)
     maps, _, _ = _source_maps(rng_maps, grid, brain, n_sources)
+    vessel_frac_img = np.clip(vessels / baseline, 0.0, 1.0)
+    if vessel_response:
+        # blood volume changes less, in relative terms, where it is already large
+        maps = maps * (1.0 - _VESSEL_RESPONSE * vessel_frac_img)[None]
+        maps /= maps.reshape(n_sources, -1).max(axis=1)[:, None, None, None]
     u = _source_timecourses(rng_tc, n_frames, n_sources, tr)
     n_neg = max(1, round(n_sources / 3))
     sign = np.ones(n_sources)
     sign[rng_sign.choice(n_sources, size=n_neg, replace=False)] = -1.0
-    amp = rng_sign.uniform(*_SOURCE_AMPLITUDE, n_sources)
+    amp = lo_amp + (hi_amp - lo_amp) * rng_sign.uniform(0.0, 1.0, n_sources)
     tc = u * (sign * amp)[None, :]  # (time, source)
 
     n_vox = int(np.prod(shape))
@@ -641,16 +727,66 @@ def simulate_recording(
     surge_map = surge_map.reshape(1, n_vox) * (1.2 - 0.8 * vessel_frac)
     if surges:
         gain *= 1.0 + surge_course[:, None] * surge_map
+    # free surges: the same kind of power burst with no image displacement
+    free_course = np.zeros(n_frames)
+    n_free = int(rng_free.poisson(_FREE_SURGE_RATE * n_frames * tr))
+    for j in rng_free.integers(0, n_frames, n_free):
+        length = int(rng_free.integers(1, 4))
+        profile = rng_free.uniform(*_FREE_SURGE_RANGE) * np.array([1.0, 0.6, 0.3])[:length]
+        free_course[j : j + length] += profile[: max(0, min(length, n_frames - j))]
+    if free_surges:
+        gain *= 1.0 + free_course[:, None] * surge_map
+    # vasomotion: each vessel territory has its own ~0.1 Hz fluctuation
+    n_terr = 4
+    terr = np.stack(
+        [_smooth_noise(rng_vaso, shape, grid.sigma_vox(0.6, 0.4, 1.0)) for _ in range(n_terr)]
+    )
+    terr = np.exp(3.0 * terr) / np.exp(3.0 * terr).sum(axis=0)  # soft partition
+    wide = 1.0 / (2 * np.pi * _VASOMOTION_HZ * tr)  # frames
+    vaso_courses = np.stack(
+        [
+            _lowpass_series(rng_vaso, n_frames, 0.5 * wide) - _lowpass_series(rng_vaso, n_frames,
+                                                                              3.0 * wide)
+            for _ in range(n_terr)
+        ],
+        axis=1,
+    )
+    vaso_courses /= vaso_courses.std(axis=0) + 1e-12
+    vaso = (vaso_courses @ terr.reshape(n_terr, n_vox)) * vessel_frac_img.reshape(1, n_vox)
+    if vasomotion:
+        gain *= 1.0 + _VASOMOTION_STD * vaso
+    # through-slice change: an elevation move brings other vessels into the slice
+    slice_pattern = _smooth_noise(rng_slice, shape, grid.sigma_vox(0.06, 0.05, 0.3))
+    slice_pattern = (slice_pattern * (0.3 + vessel_frac_img)).reshape(1, n_vox)
+    slice_level = np.zeros(n_frames)
+    for j in events:
+        slice_level[j:] = rng_slice.uniform(-1.0, 1.0)
+    if through_slice:
+        gain *= np.clip(1.0 + _THROUGH_SLICE * slice_level[:, None] * slice_pattern, 0.2, None)
 
     signal = (clean * gain).reshape(n_frames, *shape)
+    # slow non-rigid deformation (swelling, pressure): a smooth displacement field
+    warp_field = np.stack(
+        [_smooth_noise(rng_warp, shape, grid.sigma_vox(0.8, 0.6, 1.0)) for _ in range(2)]
+    )
+    warp_field *= _NONRIGID_MM / (np.abs(warp_field).max() + 1e-12)
+    warp_course = _lowpass_series(rng_warp, n_frames, 30.0 / tr)
+    warp_course /= np.abs(warp_course).max() + 1e-12
     if not motion:
         motion_params = np.zeros_like(motion_params)
-    else:
-        signal = _apply_motion(signal, motion_params, grid)
+    if motion or nonrigid:
+        warp = (warp_field, warp_course) if nonrigid else None
+        signal = _apply_motion(signal, motion_params, grid, warp=warp)
 
     # measurement noise: drawn even when switched off so the streams stay aligned
-    speckle = rng_noise.gamma(_SPECKLE_SHAPE, 1.0 / _SPECKLE_SHAPE, signal.shape)
+    sd = float(noise_sd)
+    if sd > 0:
+        speckle = rng_noise.gamma(1.0 / sd**2, sd**2, signal.shape)
+    else:
+        speckle = np.ones(signal.shape)
     additive = rng_noise.normal(0.0, _ADDITIVE_NOISE, signal.shape)
+    if correlated_noise and sd > 0:
+        speckle = _correlated_speckle(rng_cnoise, signal.shape, grid, sd)
     if noise:
         signal = signal * speckle + additive
     recording = np.maximum(signal, 1.0).astype(np.float32)
@@ -717,6 +853,21 @@ def simulate_recording(
                 surge_course if surges else np.zeros(n_frames),
                 {"description": "peak fractional power surge at motion events"},
             ),
+            "free_surge": (
+                ("time",),
+                free_course if free_surges else np.zeros(n_frames),
+                {"description": "peak fractional power surge with no motion jump"},
+            ),
+            "through_slice": (
+                ("time",),
+                slice_level if through_slice else np.zeros(n_frames),
+                {"description": "through-slice level (-1..1) scaling the intensity pattern"},
+            ),
+            "nonrigid": (
+                ("time",),
+                _NONRIGID_MM * warp_course if nonrigid else np.zeros(n_frames),
+                {"description": "signed peak non-rigid displacement (mm)", "units": "mm"},
+            ),
         },
         coords={**coords, "source": np.arange(n_sources), "parameter": ["tx", "ty", "rz"]},
         attrs={
@@ -730,6 +881,14 @@ def simulate_recording(
             "global_signal": int(global_signal),
             "surges": int(surges),
             "noise": int(noise),
+            "free_surges": int(free_surges),
+            "vasomotion": int(vasomotion),
+            "vessel_response": int(vessel_response),
+            "correlated_noise": int(correlated_noise),
+            "nonrigid": int(nonrigid),
+            "through_slice": int(through_slice),
+            "source_amplitude": np.array([lo_amp, hi_amp]),
+            "noise_sd": sd,
             "n_sources": n_sources,
             "max_shift_voxels": float(max_shift_voxels),
             "max_rotation_deg": float(max_rotation_deg),

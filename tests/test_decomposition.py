@@ -320,9 +320,7 @@ def test_planted_source_recovery_simulated(mode):
     (see the report of this module's author); z-scoring flattens the Gaussian
     footprints, so the maps correlate less with the Gaussian truth than the time courses.
     """
-    sim = simulate_recording(
-        "small", seed=0, motion=False, drift=False, global_signal=False, surges=False, noise=False
-    )
+    sim = simulate_recording("small", seed=0, nuisance=False, noise=False)
     X = split_sign(standardize(sim.power_doppler, method="zscore"))
     model = NMF(10, mode=mode, random_state=0)
     tc = model.fit_transform(X)

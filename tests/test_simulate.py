@@ -134,7 +134,7 @@ def test_motion_convention_translation_and_rotation_in_mm():
 
 
 def test_effects_off_recording_is_the_clean_signal():
-    quiet = simulate_recording("small", seed=2, n_frames=60, noise=False, **OFF)
+    quiet = simulate_recording("small", seed=2, n_frames=60, noise=False, nuisance=False)
     np.testing.assert_allclose(quiet.power_doppler.values, quiet.clean.values, rtol=1e-6)
 
 
@@ -150,7 +150,7 @@ def test_planted_sources_recoverable_without_motion_and_drift():
     """The calibration claim the core NMF test relies on (noise on, motion etc. off)."""
     from sklearn.decomposition import NMF
 
-    clean = simulate_recording("small", seed=0, **OFF)
+    clean = simulate_recording("small", seed=0, nuisance=False)
     X = clean.power_doppler.values.reshape(clean.sizes["time"], -1).astype(float)
     z = (X - X.mean(0)) / X.std(0, ddof=1)
     with warnings.catch_warnings():
@@ -274,9 +274,141 @@ def test_cli_simulate_writes_dataset(tmp_path, capsys):
         ({"shape": (1, 48)}, ValueError, r"shape must be \(z, y, x\)"),
         ({"n_sources": 0}, ValueError, "n_sources must be >= 1"),
         ({"max_rotation_deg": -1}, ValueError, "max_rotation_deg"),
+        ({"source_amplitude": (0.3, 0.1)}, ValueError, "source_amplitude"),
+        ({"noise_sd": 1.5}, ValueError, "noise_sd"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
     args = {"preset": "small", **kwargs}
     with pytest.raises(error, match=match):
         simulate_recording(**args)
+
+
+# --------------------------------------------------------------- real-data traits
+SHORT = {"preset": "small", "seed": 4, "n_frames": 120}
+TRAITS = ("free_surges", "vasomotion", "nonrigid", "through_slice")
+
+
+@pytest.fixture(scope="module")
+def short() -> xr.Dataset:
+    return simulate_recording(**SHORT)
+
+
+def _ratio(sim: xr.Dataset) -> np.ndarray:
+    """Recording over its clean signal, noise off: the nuisance gain per frame and voxel."""
+    return sim.power_doppler.values / sim.clean.values
+
+
+@pytest.mark.parametrize("trait", TRAITS)
+def test_each_nuisance_trait_switches_off_alone_and_changes_the_recording(short, trait):
+    base = dict(SHORT, motion=False, drift=False, global_signal=False, surges=False, noise=False)
+    quiet = {t: False for t in TRAITS}
+    off = simulate_recording(**base, **quiet)
+    on = simulate_recording(**base, **{**quiet, trait: True})
+    np.testing.assert_allclose(_ratio(off), 1.0, rtol=1e-5)  # nothing else left
+    assert np.abs(_ratio(on) - 1).max() > 0.01, trait
+    for name in ("source_maps", "source_timecourses", "clean", "baseline"):
+        np.testing.assert_array_equal(on[name].values, off[name].values, err_msg=name)
+    assert int(on.attrs[trait]) == 1 and int(off.attrs[trait]) == 0
+
+
+def test_free_surges_are_not_at_motion_events(short):
+    free = short.free_surge.values > 0
+    assert free.sum() >= 1
+    moved = np.flatnonzero(short.motion_events.values)
+    near = np.zeros_like(free)
+    for j in moved:
+        near[j : j + 3] = True
+    assert (free & ~near).any()  # some surges come with no motion jump
+    # and they raise power over most of the brain on those frames
+    frame = int(np.argmax(short.free_surge.values))
+    quiet = simulate_recording(**SHORT, free_surges=False)
+    gain = short.power_doppler[frame].values / quiet.power_doppler[frame].values
+    assert np.median(gain) > 1.1
+
+
+def test_vessel_response_changes_parenchyma_more_than_vessels():
+    on = simulate_recording(**SHORT, nuisance=False, noise=False)
+    off = simulate_recording(**SHORT, nuisance=False, noise=False, vessel_response=False)
+    ratio = on.source_maps.values / np.where(off.source_maps.values > 0, off.source_maps.values,
+                                             np.nan)
+    base = on.baseline.values
+    inside = np.isfinite(ratio[0]) & (off.source_maps.values[0] > 0.3)
+    bright = base >= np.percentile(base[inside], 90)
+    dim = base <= np.percentile(base[inside], 30)
+    # relative change per unit footprint is smaller in bright (vessel) voxels
+    assert np.nanmean(ratio[0][inside & bright]) < 0.9 * np.nanmean(ratio[0][inside & dim])
+
+
+def test_vasomotion_is_in_vessels_at_about_a_tenth_of_a_hertz():
+    base = dict(SHORT, n_frames=400, nuisance=False, noise=False)
+    sim = simulate_recording(**{**base, "nuisance": True, "motion": False, "drift": False,
+                                "global_signal": False, "surges": False, "free_surges": False,
+                                "nonrigid": False, "through_slice": False})
+    gain = _ratio(sim) - 1  # (time, z, y, x)
+    vessel = sim.baseline.values >= np.percentile(sim.baseline.values, 95)
+    paren = sim.baseline.values <= np.percentile(sim.baseline.values, 50)
+    assert gain[:, vessel].std() > 2 * gain[:, paren].std()
+    spectrum = np.abs(np.fft.rfft(gain[:, vessel] - gain[:, vessel].mean(0), axis=0)) ** 2
+    freqs = np.fft.rfftfreq(gain.shape[0], S.REPETITION_TIME_S)
+    peak = freqs[spectrum.mean(axis=1)[1:].argmax() + 1]
+    assert 0.03 < peak < 0.3, peak
+
+
+def test_correlated_noise_is_correlated_in_space_and_time_with_the_stated_sd():
+    kw = dict(SHORT, nuisance=False)
+    white = simulate_recording(**kw, correlated_noise=False)
+    corr = simulate_recording(**kw)
+    for sim, spatial_min, temporal_min in ((white, -0.05, -0.05), (corr, 0.15, 0.2)):
+        n = (sim.power_doppler.values / sim.clean.values)[:, 0] - 1  # (time, y, x)
+        # the additive floor (100 power units) is negligible in bright voxels only
+        bright = sim.clean.values[:, 0] > 8000
+        assert abs(n[bright].std() - S.SPECKLE_SD) < 0.15 * S.SPECKLE_SD
+        r_x = np.corrcoef(n[:, :, :-1].ravel(), n[:, :, 1:].ravel())[0, 1]
+        r_t = np.corrcoef(n[:-1].ravel(), n[1:].ravel())[0, 1]
+        assert r_x > spatial_min and r_t > temporal_min, (r_x, r_t)
+        if sim is white:
+            assert abs(r_x) < 0.05 and abs(r_t) < 0.05
+
+
+def test_nonrigid_deformation_cannot_be_undone_by_a_rigid_shift():
+    kw = dict(SHORT, nuisance=False, noise=False)
+    flat = simulate_recording(**kw)
+    warped = simulate_recording(**{**kw, "nuisance": True, "motion": False, "drift": False,
+                                   "global_signal": False, "surges": False,
+                                   "free_surges": False, "vasomotion": False,
+                                   "through_slice": False})
+    t = int(np.abs(warped.nonrigid.values).argmax())
+    assert abs(float(warped.nonrigid[t])) > 0.01
+    a, b = flat.power_doppler[t, 0].values, warped.power_doppler[t, 0].values
+    # best integer shift of up to 2 voxels leaves a residual a rigid move cannot remove
+    best = min(
+        np.abs(np.roll(np.roll(a, dy, 0), dx, 1)[4:-4, 4:-4] - b[4:-4, 4:-4]).mean()
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
+    )
+    assert best > 0.005 * a.mean()
+
+
+def test_nuisance_off_keeps_sources_and_noise(short):
+    ceiling = simulate_recording(**SHORT, nuisance=False)
+    for name in ("source_maps", "source_timecourses", "clean", "baseline"):
+        np.testing.assert_array_equal(ceiling[name].values, short[name].values, err_msg=name)
+    assert (ceiling.motion.values == 0).all()
+    for name in ("surge", "free_surge", "through_slice", "nonrigid"):
+        assert (ceiling[name].values == 0).all(), name
+    noise_only = ceiling.power_doppler.values / ceiling.clean.values - 1
+    bright = ceiling.clean.values > 8000
+    assert abs(noise_only[bright].std() - S.SPECKLE_SD) < 0.15 * S.SPECKLE_SD
+
+
+def test_source_amplitude_and_noise_sd_set_the_levels():
+    kw = dict(SHORT, nuisance=False, noise=False)
+    lo = simulate_recording(**kw, source_amplitude=(0.05, 0.05))
+    hi = simulate_recording(**kw, source_amplitude=(0.3, 0.3))
+    np.testing.assert_allclose(np.abs(lo.source_timecourses.values).max(axis=0), 0.05, rtol=1e-6)
+    np.testing.assert_allclose(hi.source_timecourses.values, 6 * lo.source_timecourses.values,
+                               rtol=1e-6)
+    quiet = simulate_recording(**SHORT, nuisance=False, noise_sd=0.02, correlated_noise=False)
+    n = quiet.power_doppler.values / quiet.clean.values - 1
+    assert abs(n[quiet.clean.values > 8000].std() - 0.02) < 0.003
