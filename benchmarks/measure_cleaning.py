@@ -1,25 +1,29 @@
-"""Measure what each cleaning step buys in planted-source recovery (issue 8).
+"""What each cleaning step buys in planted-source recovery, with chance and ceiling.
 
-On the simulated recording (``fusi_nmf.simulate.simulate_recording``, with its
-ground truth), run z-score -> pos/neg split -> NMF (k components, temporal and
-spatial mode) after:
+On simulated recordings (``fusi_nmf.simulate.simulate_recording``, with every real-data
+trait on), each condition runs z-score -> pos/neg split -> NMF (k components, temporal
+and spatial mode) and is scored by :func:`fusi_nmf.metrics.recovery_with_chance`: mean
+one-to-one (Hungarian) matched |r| of time courses and of signed maps over the planted
+sources, beside its chance level (the same outputs against circularly time-shifted
+truth and against the other seeds' sources) and the chance-corrected score
+``(r - chance) / (1 - chance)``. The ceiling is the same condition on the same
+recording simulated without motion or nuisances (same sources, same noise).
 
-* ``raw``: no motion correction, no cleaning;
-* ``registered``: :func:`fusi_nmf.registration.register_volumewise` only;
-* ``registered + <step>``: registration plus one cleaning step alone;
-* ``default chain``: registration plus :func:`fusi_nmf.signal.clean` with its
-  defaults (:data:`fusi_nmf.signal.CLEAN_DEFAULTS`) and the brain mask.
+Two row sets:
 
-and score each with :func:`fusi_nmf.metrics.source_recovery` (mean over the
-planted sources of the matched |r| of time courses and of signed maps).
+* ``--rows tune``: candidate chains, to choose :data:`fusi_nmf.signal.CLEAN_DEFAULTS`
+  (run on the tuning seeds only, e.g. ``--seeds 0 1``);
+* ``--rows table`` (default): the original analysis (``reference``), registration with
+  this package's NMF and no cleaning, each cleaning step alone and the default chain,
+  to report on seeds the defaults were not chosen on (e.g. ``--seeds 10 11 12``).
 
 Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_cleaning.py \\
-        --preset default --out benchmarks/results/cleaning_default.tsv
+        --preset default --seeds 10 11 12 --out benchmarks/results/cleaning_default.tsv
 
-writes the table as TSV and, beside it, as Markdown (``.md``) for the book, and
-prints it. Timings on the shared machine are noisy.
+writes the per-seed rows (``*_per_seed.tsv``), the table as TSV and, beside it, as
+Markdown (``.md``), and prints it. Timings on the shared machine are noisy.
 """
 
 from __future__ import annotations
@@ -33,17 +37,17 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("FUSI_NMF_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
 import pandas as pd
-import xarray as xr
-from sklearn.exceptions import ConvergenceWarning
+from _recovery import MODES, fit
 
-from fusi_nmf import qc, signal
+from fusi_nmf import signal
 from fusi_nmf._atomic import write_text
+from fusi_nmf.metrics import recovery_with_chance
+from fusi_nmf.registration import register_volumewise
+from fusi_nmf.simulate import simulate_recording
 
-# name -> (registered?, clean kwargs or None, use brain mask?)
-# Every "registered + step" row runs that step alone (detrending off unless named).
 _NO_CLEAN = {
     "detrend_order": None,
     "high_pass": None,
@@ -55,99 +59,116 @@ _NO_CLEAN = {
 }
 
 
-def conditions() -> dict[str, tuple[bool, dict | None, bool]]:
-    """The rows of the table: (registered, clean() kwargs, brain mask)."""
-    one = lambda **kw: {**_NO_CLEAN, **kw}  # noqa: E731
+def one(**kw) -> dict:
+    """One cleaning step alone (everything else off)."""
+    return {**_NO_CLEAN, **kw}
+
+
+def chain(**kw) -> dict:
+    """The current defaults with some settings changed."""
+    return {**signal.CLEAN_DEFAULTS, **kw}
+
+
+def conditions(rows: str) -> dict[str, tuple[str, dict | None]]:
+    """name -> (analysis, clean() kwargs or None for no cleaning)."""
+    if rows == "tune":
+        base = {
+            "detrend_order": 1, "high_pass": 0.01, "low_pass": None, "censor_fd": 0.05,
+            "censor_dvars": 4.0, "censor_method": "interpolate", "global_regression": False,
+        }
+        return {
+            "A: hp 0.01, censor, smooth 0.2 power": (
+                "default", {**base, "smooth_fwhm_mm": 0.2, "smooth_after_zscore": False}),
+            "B: hp 0.01, censor, smooth 0.2 z": (
+                "default", {**base, "smooth_fwhm_mm": 0.2, "smooth_after_zscore": True}),
+            "C: hp 0.01, censor, smooth 0.3 z": (
+                "default", {**base, "smooth_fwhm_mm": 0.3, "smooth_after_zscore": True}),
+            "D: hp 0.01, censor, smooth 0.1 z": (
+                "default", {**base, "smooth_fwhm_mm": 0.1, "smooth_after_zscore": True}),
+            "E: hp 0.02, censor, smooth 0.2 z": (
+                "default", {**base, "high_pass": 0.02, "smooth_fwhm_mm": 0.2,
+                            "smooth_after_zscore": True}),
+            "F: hp 0.01, no censor, smooth 0.2 z": (
+                "default", {**base, "censor_fd": None, "censor_dvars": None,
+                            "smooth_fwhm_mm": 0.2, "smooth_after_zscore": True}),
+            "G: hp 0.01, censor, smooth 0.2 z, GSR": (
+                "default", {**base, "smooth_fwhm_mm": 0.2, "smooth_after_zscore": True,
+                            "global_regression": True}),
+        }
     return {
-        "raw": (False, None, False),
-        "registered": (True, None, False),
-        "+ detrend order 1": (True, one(detrend_order=1), False),
-        "+ high-pass 0.01 Hz": (True, one(high_pass=0.01), False),
-        "+ high-pass 0.03 Hz": (True, one(high_pass=0.03), False),
-        "+ low-pass 0.2 Hz": (True, one(low_pass=0.2), False),
-        "+ censor FD > 0.05 mm": (True, one(censor_fd=0.05), False),
-        "+ censor DVARS > 4 z": (True, one(censor_dvars=4.0), False),
-        "+ global regression": (True, one(global_regression=True), False),
-        "+ smooth 0.1 mm": (True, one(smooth_fwhm_mm=0.1), False),
-        "+ smooth 0.2 mm": (True, one(smooth_fwhm_mm=0.2), False),
-        "+ smooth 0.3 mm": (True, one(smooth_fwhm_mm=0.3), False),
-        "+ brain mask": (True, one(), True),
-        # candidate chains the default was chosen from (same order as clean())
-        "chain A: detrend 1, censor FD+DVARS": (
-            True,
-            one(detrend_order=1, censor_fd=0.05, censor_dvars=4.0),
-            True,
-        ),
-        "chain B: A + high-pass 0.01 Hz": (
-            True,
-            one(detrend_order=1, high_pass=0.01, censor_fd=0.05, censor_dvars=4.0),
-            True,
-        ),
-        "chain C: A + smooth 0.2 mm": (
-            True,
-            one(detrend_order=1, censor_fd=0.05, censor_dvars=4.0, smooth_fwhm_mm=0.2),
-            True,
-        ),
-        "default chain": (True, {}, True),
+        "reference (ConfUSIus example)": ("reference", None),
+        "registered, no cleaning": ("default", None),
+        "+ detrend order 1": ("default", one(detrend_order=1)),
+        "+ high-pass 0.01 Hz": ("default", one(high_pass=0.01)),
+        "+ censor FD > 0.05 mm, DVARS > 4 z": ("default", one(censor_fd=0.05, censor_dvars=4.0)),
+        "+ smooth 0.2 mm (raw power)": (
+            "default", one(smooth_fwhm_mm=0.2, smooth_after_zscore=False)),
+        "+ smooth 0.2 mm (z-scores)": (
+            "default", one(smooth_fwhm_mm=0.2, smooth_after_zscore=True)),
+        "default chain, smoothing raw power": ("default", chain(smooth_after_zscore=False)),
+        "default chain": ("default", chain()),
     }
 
 
-def recovery(data: xr.DataArray, truth: xr.Dataset, k: int, mode: str, mask) -> tuple:
-    """Mean matched |r| (time course, map) of NMF on the z-scored pos/neg split."""
-    from fusi_nmf.decomposition import NMF
-    from fusi_nmf.metrics import source_recovery
+def run_condition(registered, motion, truth, others, analysis, kwargs, k) -> dict:
+    data, censored = registered, 0
+    if kwargs is not None:
+        with warnings.catch_warnings():  # the censored count is in the table
+            warnings.simplefilter("ignore", UserWarning)
+            data = signal.clean(registered, motion=motion, progress=False, **kwargs)
+        censored = int(data.attrs.get("censored_frames", 0))
+    row: dict = {"censored_frames": censored}
+    for mode in MODES:
+        tc, maps = fit(data, analysis, mode, k)
+        for key, value in recovery_with_chance(tc, maps, truth, other_truths=others).items():
+            row[f"{mode}_{key}"] = value
+    return row
 
-    x = signal.split_sign(signal.standardize(data))
-    model = NMF(n_components=k, mode=mode, random_state=0, mask=mask)
-    with warnings.catch_warnings():  # recorded in converged_ and reported in the table
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        tc = model.fit_transform(x)
-    table = source_recovery(tc, model.maps_, truth)
-    return float(table["timecourse_r"].mean()), float(table["map_r"].mean()), model.converged_
 
-
-def measure_seed(preset: str, seed: int, k: int, only) -> list[dict]:
-    """All rows of the table for one simulated recording."""
-    from fusi_nmf.registration import register_volumewise
-    from fusi_nmf.simulate import simulate_recording
-
-    t0 = time.perf_counter()
-    sim = simulate_recording(preset=preset, seed=seed)
-    raw = sim["power_doppler"]
-    log(f"[seed {seed}] simulated {dict(raw.sizes)} in {time.perf_counter() - t0:.1f} s")
-    t0 = time.perf_counter()
-    registered, motion = register_volumewise(raw, progress=False)
-    log(f"[seed {seed}] registered in {time.perf_counter() - t0:.1f} s")
-    fd = motion["framewise_displacement"]
-    pct = np.percentile(fd.values, [50, 95, 100])
-    log(f"[seed {seed}] FD (mm) median {pct[0]:.4f}, 95th pct {pct[1]:.4f}, max {pct[2]:.4f}")
-    mask = qc.brain_mask(registered)
-    log(f"[seed {seed}] brain mask: {int(mask.sum())} of {mask.size} voxels")
-
-    rows = []
-    for name, (use_reg, kwargs, use_mask) in conditions().items():
-        if only and name not in only:
-            continue
+def measure_seed(preset, seed, k, rows, others, ceiling_rows) -> list[dict]:
+    """All rows for one seed (and the ceiling of ``ceiling_rows``)."""
+    out = []
+    for ceiling in (False, True):
         t0 = time.perf_counter()
-        data = registered if use_reg else raw
-        censored = 0
-        if kwargs is not None:
-            data = signal.clean(data, motion=motion, mask=mask, progress=False, **kwargs)
-            censored = int(data.attrs.get("censored_frames", 0))
-        row = {"seed": seed, "condition": name, "censored_frames": censored}
-        for mode in ("temporal", "spatial"):
-            r_tc, r_map, converged = recovery(data, sim, k, mode, mask if use_mask else None)
-            row[f"{mode}_timecourse_r"] = r_tc
-            row[f"{mode}_map_r"] = r_map
-            row[f"{mode}_converged"] = converged
-        row["seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        log(
-            f"[seed {seed}] {name:36s} temporal tc {row['temporal_timecourse_r']:.3f} map "
-            f"{row['temporal_map_r']:.3f} | spatial tc {row['spatial_timecourse_r']:.3f} "
-            f"map {row['spatial_map_r']:.3f} ({row['seconds']:.0f} s)"
-        )
-    return rows
+        sim = simulate_recording(preset=preset, seed=seed, nuisance=not ceiling)
+        registered, motion = register_volumewise(sim["power_doppler"], progress=False)
+        log(f"[seed {seed}{' ceiling' if ceiling else ''}] simulated + registered in "
+            f"{time.perf_counter() - t0:.0f} s")
+        for name, (analysis, kwargs) in conditions(rows).items():
+            if ceiling and name not in ceiling_rows:
+                continue
+            t0 = time.perf_counter()
+            row = run_condition(registered, motion["parameters"], sim, others, analysis,
+                                kwargs, k)
+            row.update(seed=seed, condition=name, ceiling=ceiling,
+                       seconds=time.perf_counter() - t0)
+            out.append(row)
+            tag = " ceiling" if ceiling else ""
+            log(f"[seed {seed}{tag}] {name:38s} tc {row['temporal_timecourse_r']:.3f} "
+                f"(chance {row['temporal_timecourse_chance']:.3f}) / "
+                f"{row['spatial_timecourse_r']:.3f} | map {row['temporal_map_r']:.3f} "
+                f"(chance {row['temporal_map_chance']:.3f}) ({row['seconds']:.0f} s)")
+    return out
+
+
+def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds; the ceiling's corrected scores as ``*_ceiling`` columns."""
+    metrics = [c for c in per_seed.columns if c.startswith(("temporal_", "spatial_"))]
+    order = list(dict.fromkeys(per_seed["condition"]))
+    main = per_seed[~per_seed["ceiling"]].groupby("condition", sort=False)
+    table = main[[*metrics, "censored_frames"]].mean().loc[order]
+    for mode in MODES:
+        table[f"{mode}_timecourse_corrected_sd"] = main[f"{mode}_timecourse_corrected"].std(ddof=1)
+    ceil = per_seed[per_seed["ceiling"]].groupby("condition", sort=False)
+    for mode in MODES:
+        for what in ("timecourse", "map"):
+            col = f"{mode}_{what}_r"
+            table[f"{col}_ceiling"] = ceil[col].mean().reindex(table.index)
+            table[f"{mode}_{what}_corrected_ceiling"] = (
+                ceil[f"{mode}_{what}_corrected"].mean().reindex(table.index)
+            )
+    table.index.name = "condition"
+    return table
 
 
 def log(message: str) -> None:
@@ -157,57 +178,48 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default", choices=["default", "small"])
-    parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="simulation seeds (rows are averaged)"
-    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12])
     parser.add_argument("--n-components", type=int, default=10)
+    parser.add_argument("--rows", default="table", choices=["table", "tune"])
     parser.add_argument("--out", type=Path, default=None, help="TSV path (.md written beside)")
-    parser.add_argument("--only", nargs="*", default=None, help="subset of row names")
     args = parser.parse_args(argv)
+    if len(args.seeds) < 2:
+        parser.error("give at least 2 seeds: each seed's map chance level uses the others")
 
-    per_seed = pd.DataFrame(
-        [
-            row
-            for seed in args.seeds
-            for row in measure_seed(args.preset, seed, args.n_components, args.only)
-        ]
+    truths = {s: simulate_recording(args.preset, s).drop_vars(["power_doppler", "clean"])
+              for s in args.seeds}
+    # tuning compares candidates with each other: no ceiling needed there
+    ceiling_rows = (
+        set() if args.rows == "tune"
+        else {"reference (ConfUSIus example)", "registered, no cleaning", "default chain"}
     )
-    order = list(dict.fromkeys(per_seed["condition"]))
-    metrics = [
-        "temporal_timecourse_r",
-        "temporal_map_r",
-        "spatial_timecourse_r",
-        "spatial_map_r",
-    ]
-    grouped = per_seed.groupby("condition", sort=False)
-    table = grouped[[*metrics, "censored_frames", "seconds"]].mean().loc[order]
-    table["n_not_converged"] = (
-        (~grouped["temporal_converged"].all()).astype(int)
-        + (~grouped["spatial_converged"].all()).astype(int)
-    ).loc[order]
-    if len(args.seeds) > 1:
-        for m in ("temporal_timecourse_r", "spatial_timecourse_r"):
-            table[f"{m}_sd"] = grouped[m].std(ddof=1).loc[order]
-    if "registered" in table.index:
-        ref = table.loc["registered"]
-        table["temporal_tc_gain"] = table["temporal_timecourse_r"] - ref["temporal_timecourse_r"]
-        table["spatial_tc_gain"] = table["spatial_timecourse_r"] - ref["spatial_timecourse_r"]
-        table["temporal_map_gain"] = table["temporal_map_r"] - ref["temporal_map_r"]
-        table["spatial_map_gain"] = table["spatial_map_r"] - ref["spatial_map_r"]
+    rows = []
+    for seed in args.seeds:
+        others = [t for s, t in truths.items() if s != seed]
+        rows += measure_seed(args.preset, seed, args.n_components, args.rows, others,
+                             ceiling_rows)
+    per_seed = pd.DataFrame(rows)
+    table = summarise(per_seed)
     header = (
-        f"preset={args.preset} seeds={args.seeds} k={args.n_components}; mean over seeds of "
-        f"the mean matched |r| over planted sources; clean() defaults {signal.CLEAN_DEFAULTS}"
+        f"preset={args.preset} seeds={args.seeds} k={args.n_components} rows={args.rows}; "
+        "mean over seeds of the mean one-to-one matched |r| over planted sources; chance = "
+        "same outputs vs circularly shifted truth and other seeds' sources; corrected = "
+        "(r - chance)/(1 - chance); ceiling = same condition without motion or nuisances; "
+        f"simulator v2 defaults; CLEAN_DEFAULTS {signal.CLEAN_DEFAULTS}"
     )
     print(header)
-    print(table.round(3).to_string())
+    show = [c for c in table.columns if "timecourse" in c and "temporal" in c]
+    print(table[show].round(3).to_string())
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_text(args.out, f"# {header}\n" + table.round(4).to_csv(sep="\t"))
-        md = table.drop(columns=["seconds"]).round(3).to_markdown()
-        write_text(args.out.with_suffix(".md"), f"{md}\n\n{header}\n")
-        print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
+        write_text(args.out.with_name(args.out.stem + "_per_seed.tsv"),
+                   per_seed.round(4).to_csv(sep="\t", index=False))
+        write_text(args.out.with_suffix(".md"), f"{table.round(3).to_markdown()}\n\n{header}\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

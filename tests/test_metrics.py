@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fusi_nmf.metrics import correlation_matrix, match_components, source_recovery
+from fusi_nmf.metrics import (
+    chance_corrected,
+    correlation_matrix,
+    match_components,
+    recovery_with_chance,
+    source_recovery,
+)
 
 
 def _maps(k=4, shape=(1, 6, 5), seed=0):
@@ -194,3 +200,83 @@ def test_compare_decompositions_bad_input(small_standardized):
         compare_decompositions(standardized, truth, n_components=0)
     with pytest.raises(ValueError, match="NaN"):
         compare_decompositions(standardized.where(standardized > 5), truth, n_components=3)
+
+
+# ------------------------------------------------------------ chance levels
+def _chance_truth(n_time=300, k=3, shape=(1, 30, 24), seed=0) -> xr.Dataset:
+    """Sparse event time courses and Gaussian-blob maps, like the simulator's."""
+    rng = np.random.default_rng(seed)
+    events = (rng.random((n_time, k)) < 0.03).astype(float)
+    kernel = np.exp(-np.arange(15) / 4.0)
+    tc = np.stack([np.convolve(events[:, j], kernel)[:n_time] for j in range(k)], axis=1)
+    yy, xx = np.meshgrid(np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
+    maps = np.stack(
+        [
+            np.exp(-((yy - rng.uniform(4, 26)) ** 2 + (xx - rng.uniform(4, 20)) ** 2) / 18.0)
+            for _ in range(k)
+        ]
+    )[:, None]
+    return xr.Dataset(
+        {
+            "source_timecourses": (("time", "source"), tc),
+            "source_maps": (("source", "z", "y", "x"), maps),
+        }
+    )
+
+
+def _estimates(truth: xr.Dataset):
+    tc = truth["source_timecourses"].rename(source="component")
+    maps = truth["source_maps"].rename(source="component")
+    return tc, maps
+
+
+def test_chance_corrected_known_values():
+    assert chance_corrected(1.0, 0.3) == 1.0
+    assert chance_corrected(0.3, 0.3) == 0.0
+    assert chance_corrected(0.65, 0.3) == pytest.approx(0.5)
+    assert chance_corrected(0.2, 0.3) < 0
+    assert np.isnan(chance_corrected(0.9, 1.0))
+
+
+def test_perfect_estimate_scores_one_far_above_chance():
+    truth = _chance_truth()
+    others = [_chance_truth(seed=s) for s in (1, 2)]
+    tc, maps = _estimates(truth)
+    out = recovery_with_chance(tc, maps, truth, other_truths=others)
+    assert out["timecourse_r"] == pytest.approx(1.0)
+    assert out["map_r"] == pytest.approx(1.0)
+    assert out["timecourse_chance"] < 0.5
+    assert out["timecourse_corrected"] == pytest.approx(1.0)
+    assert out["map_corrected"] == pytest.approx(1.0)
+    # smooth blobs correlate with unrelated blobs: the map chance level is far from 0
+    assert out["map_chance"] > 0.1
+
+
+def test_estimate_of_another_recording_scores_near_chance():
+    truth = _chance_truth()
+    others = [_chance_truth(seed=s) for s in range(2, 12)]
+    tc, maps = _estimates(_chance_truth(seed=1))  # outputs that belong to another recording
+    out = recovery_with_chance(tc, maps, truth, other_truths=others, n_shifts=50)
+    assert out["timecourse_r"] > 0.05  # matched |r| of unrelated signals is not 0 ...
+    assert abs(out["timecourse_corrected"]) < 0.15  # ... but it is at chance
+    assert abs(out["map_corrected"]) < 0.35
+
+
+def test_time_shifted_estimate_scores_at_chance_and_shifted_back_perfect():
+    truth = _chance_truth(n_time=400)
+    tc, maps = _estimates(truth)
+    shifted = tc.copy(data=np.roll(tc.values, 150, axis=0))
+    out = recovery_with_chance(shifted, maps, truth, n_shifts=50)
+    assert abs(out["timecourse_corrected"]) < 0.15
+    assert np.isnan(out["map_chance"])  # no other truths: no map chance level
+
+
+def test_missing_component_counts_zero_and_bad_inputs():
+    truth = _chance_truth(k=3)
+    tc, maps = _estimates(truth)
+    out = recovery_with_chance(tc.isel(component=[0, 1]), maps.isel(component=[0, 1]), truth)
+    assert out["timecourse_r"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="frames"):
+        recovery_with_chance(tc.isel(time=slice(0, 100)), maps, truth)
+    with pytest.raises(ValueError, match="n_shifts"):
+        recovery_with_chance(tc, maps, truth, n_shifts=0)

@@ -52,6 +52,7 @@ def test_run_command_writes_every_output(tmp_path: Path, small_recording_path: P
         assert maps.sizes["component"] == 4 and list(maps["sign"].values) == ["pos", "neg"]
         assert float(maps.min()) >= 0
         tcs = pd.read_csv(out / f"timecourses_{mode}.tsv", sep="\t", index_col="time")
+        assert set(tcs.pop("censored").unique()) <= {0, 1}  # frames censoring interpolated
         assert tcs.shape == (300, 4) and (tcs.to_numpy() >= 0).all()
         np.testing.assert_allclose(tcs.index[:2], [10.608, 10.908], atol=1e-4)
     motion = pd.read_csv(out / "motion.tsv", sep="\t", index_col="time")

@@ -380,6 +380,77 @@ def test_clean_takes_fd_from_parameters_motion_dataset_or_precomputed():
         clean(data, motion=xr.Dataset({"other": params}), **kw)
 
 
+def _vessel_beside_parenchyma(n_time=200, seed=0) -> xr.DataArray:
+    """A bright vessel column (10x brighter) with its own fluctuation beside quiet parenchyma."""
+    rng = np.random.default_rng(seed)
+    ny, nx = 12, 12
+    base = np.full((ny, nx), 1000.0)
+    base[:, 5] = 10000.0
+    t = 0.3 * np.arange(n_time)
+    vessel_course = np.sin(2 * np.pi * 0.1 * t)
+    tissue_course = np.sin(2 * np.pi * 0.033 * t + 1.0)
+    x = base[None] * (1 + 0.01 * rng.standard_normal((n_time, ny, nx)))
+    x *= 1 + 0.05 * tissue_course[:, None, None]
+    x[:, :, 5] = base[:, 5] * (1 + 0.1 * vessel_course[:, None])
+    return xr.DataArray(
+        x[:, None],
+        dims=("time", "z", "y", "x"),
+        coords={
+            "time": 0.3 * np.arange(n_time),
+            "z": xr.Variable("z", [0.0], {"voxdim": 0.4}),
+            "y": xr.Variable("y", 0.04832 * np.arange(ny), {"voxdim": 0.04832}),
+            "x": xr.Variable("x", 0.1 * np.arange(nx), {"voxdim": 0.1}),
+        },
+    ), vessel_course, tissue_course
+
+
+def test_smoothing_zscores_keeps_a_bright_vessel_out_of_its_neighbours():
+    data, vessel, tissue = _vessel_beside_parenchyma()
+    off = {"detrend_order": None, "high_pass": None, "censor_fd": None, "censor_dvars": None}
+    raw_smooth = clean(data, smooth_fwhm_mm=0.2, smooth_after_zscore=False, progress=False, **off)
+    z_smooth = clean(data, smooth_fwhm_mm=0.2, smooth_after_zscore=True, progress=False, **off)
+    assert "z-scores" in z_smooth.attrs["history"]
+
+    def r(out, course):  # |r| of the parenchyma column next to the vessel with a course
+        z = standardize(out).isel(z=0, x=6).mean("y").values
+        return abs(np.corrcoef(z, course)[0, 1])
+
+    # smoothed power: the vessel, 10x brighter, imposes its fluctuation on its neighbour
+    assert r(raw_smooth, vessel) > r(raw_smooth, tissue)
+    # smoothed z-scores: the neighbour keeps its own
+    assert r(z_smooth, tissue) > 0.8 > r(z_smooth, vessel) + 0.3
+    # still a power image with each voxel's own mean
+    np.testing.assert_allclose(z_smooth.mean("time"), data.mean("time"), rtol=1e-4)
+
+
+def test_censoring_warns_above_the_documented_share_and_records_frames():
+    from fusi_nmf.signal import CENSOR_WARN_SHARE
+
+    data = _sinusoids([0.2], n_time=100)
+    fd = xr.DataArray(np.full(100, 0.01), dims="time", coords={"time": data["time"]})
+    few = [10, 11, 50]
+    fd[few] = 0.5
+    kw = {"censor_dvars": None, "detrend_order": None, "high_pass": None,
+          "smooth_fwhm_mm": None, "progress": False}
+    import warnings as _w
+
+    with _w.catch_warnings():
+        _w.simplefilter("error")  # 3 % censored: no warning
+        out = clean(data, censor_fd=0.1, fd=fd, **kw)
+    assert np.flatnonzero(out["censored"].values).tolist() == few
+    assert out.attrs["censored_indices"] == "10,11,50"
+    many = fd.copy()
+    many[: int(100 * CENSOR_WARN_SHARE) + 5] = 0.5
+    with pytest.warns(UserWarning, match="censored"):
+        out = clean(data, censor_fd=0.1, fd=many, **kw)
+    n_bad = int((many > 0.1).sum())
+    assert int(out["censored"].sum()) == n_bad > 100 * CENSOR_WARN_SHARE
+    with pytest.warns(UserWarning, match="censored"):
+        dropped = clean(data, censor_fd=0.1, fd=many, censor_method="drop", **kw)
+    assert dropped.sizes["time"] == 100 - n_bad
+    assert dropped.attrs["censor_method"] == "drop" and not dropped["censored"].any()
+
+
 # ----------------------------------------------------------------- recovery (issue 8)
 
 
