@@ -25,18 +25,23 @@ of the flattened arrays; a constant array has correlation 0 with anything
 
 from __future__ import annotations
 
+import io
+from importlib.resources import files
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 __all__ = [
+    "VALIDATION_COLUMNS",
     "chance_corrected",
     "compare_decompositions",
     "correlation_matrix",
     "match_components",
     "recovery_with_chance",
     "source_recovery",
+    "validation_table",
 ]
 
 
@@ -560,3 +565,61 @@ def recovery_with_chance(
         "map_chance": map_chance,
         "map_corrected": chance_corrected(map_r, map_chance),
     }
+
+
+#: What the columns of :func:`validation_table` mean (``{mode}`` is ``temporal`` or
+#: ``spatial``: the NMF mode; the SNR sweep has a ``mode`` column instead of the prefix).
+VALIDATION_COLUMNS: dict[str, str] = {
+    "condition": "cleaning table only: what ran between the raw recording and NMF (index)",
+    "amplitude": "SNR sweep only: range of the sources' peak fractional power change",
+    "noise_sd": "SNR sweep only: s.d. of the multiplicative per-frame noise (fraction)",
+    "analysis": "SNR sweep only: 'reference' (the ConfUSIus example) or 'default' (this "
+    "package's chain)",
+    "mode": "SNR sweep only: NMF mode",
+    "{mode}_timecourse_r": "mean over planted sources of the one-to-one (Hungarian) matched "
+    "|r| between true and estimated time courses, averaged over seeds",
+    "{mode}_timecourse_chance": "the same score for the same outputs against truth they do "
+    "not belong to (circularly shifted truth; other seeds' sources)",
+    "{mode}_timecourse_corrected": "(r - chance) / (1 - chance): 0 at chance, 1 perfect",
+    "{mode}_timecourse_corrected_sd": "s.d. over seeds of the corrected time-course score",
+    "{mode}_map_r": "as timecourse_r, for signed maps (pos - neg) against the true maps",
+    "{mode}_map_chance": "map score against other seeds' source maps (smooth maps correlate "
+    "by chance: this is far from 0)",
+    "{mode}_map_corrected": "(map_r - map_chance) / (1 - map_chance)",
+    "{mode}_*_ceiling": "the same score for the same analysis on the same recording "
+    "simulated without motion or nuisances (same sources, same noise); NaN where not run",
+    "censored_frames": "frames censored (interpolated) by the cleaning, mean over seeds",
+}
+
+_VALIDATION_FILES = {"cleaning": "cleaning_recovery.tsv", "snr_sweep": "snr_sweep.tsv"}
+
+
+def validation_table(name: str = "cleaning") -> pd.DataFrame:
+    """A shipped recovery measurement, with chance level and ceiling beside every score.
+
+    Parameters
+    ----------
+    name : {"cleaning", "snr_sweep"}
+        ``"cleaning"``: ``benchmarks/measure_cleaning.py`` on the full-size simulated
+        recording (every real-data trait on), one row per condition (the original
+        analysis, registration alone, each cleaning step alone, the default chain).
+        ``"snr_sweep"``: ``benchmarks/snr_sweep.py``, one row per source amplitude x
+        noise level x analysis x NMF mode. The seeds are in ``attrs["note"]``; the
+        cleaning defaults were chosen on other seeds (see
+        :data:`fusi_nmf.signal.CLEAN_DEFAULTS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns described in :data:`VALIDATION_COLUMNS`; ``attrs["note"]`` holds the
+        settings line the benchmark wrote (preset, seeds, k, defaults).
+    """
+    if name not in _VALIDATION_FILES:
+        raise ValueError(f"name must be one of {sorted(_VALIDATION_FILES)}, got {name!r}.")
+    text = files("fusi_nmf").joinpath("data", _VALIDATION_FILES[name]).read_text()
+    note, _, body = text.partition("\n")
+    table = pd.read_csv(io.StringIO(body), sep="\t")
+    if "condition" in table.columns:
+        table = table.set_index("condition")
+    table.attrs["note"] = note.lstrip("# ").strip()
+    return table

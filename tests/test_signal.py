@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from synthetic import make_recording
@@ -455,58 +456,61 @@ def test_censoring_warns_above_the_documented_share_and_records_frames():
 
 
 @pytest.mark.slow
-def test_default_clean_chain_improves_source_recovery_on_small_preset():
-    """Registered small recordings, k=10: clean() defaults + brain mask vs registration only.
+def test_default_clean_chain_beats_the_reference_analysis_out_of_sample():
+    """Small preset, seed 10 (the defaults were chosen on seeds 0-1), k=10, temporal NMF.
 
-    Averaged over three simulation seeds because a single NMF run moves by ~0.1 with
-    small perturbations; measured when written (hals solver): mean time-course |r|
-    +0.19 (temporal) / +0.15 (spatial), map |r| about +0.3 in both modes.
+    The reference analysis (registration -> z-score -> split -> scikit-learn NMF) against
+    the default chain (registration -> clean() defaults -> z-score -> split -> NMF), both
+    scored as chance-corrected matched time-course |r| (chance: circularly shifted truth
+    and the sources of seed 11). benchmarks/snr_sweep.py measures the same on more seeds.
     """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
     from fusi_nmf.decomposition import NMF
-    from fusi_nmf.metrics import source_recovery
-    from fusi_nmf.qc import brain_mask
+    from fusi_nmf.metrics import recovery_with_chance
     from fusi_nmf.registration import register_volumewise
     from fusi_nmf.simulate import simulate_recording
 
-    gains = {(mode, what): [] for mode in ("temporal", "spatial") for what in ("tc", "map")}
-    for seed in (0, 1, 2):
-        sim = simulate_recording("small", seed=seed)
-        registered, motion = register_volumewise(sim["power_doppler"], progress=False)
-        mask = brain_mask(registered)
-        cleaned = clean(registered, motion=motion, mask=mask, progress=False)
-        assert cleaned.sizes == registered.sizes
-        for mode in ("temporal", "spatial"):
-            scores = []
-            for data, m in ((registered, None), (cleaned, mask)):
-                model = NMF(n_components=10, mode=mode, random_state=0, mask=m)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    tc = model.fit_transform(split_sign(standardize(data)))
-                table = source_recovery(tc, model.maps_, sim)
-                scores.append((table["timecourse_r"].mean(), table["map_r"].mean()))
-            gains[mode, "tc"].append(scores[1][0] - scores[0][0])
-            gains[mode, "map"].append(scores[1][1] - scores[0][1])
-    mean = {key: float(np.mean(v)) for key, v in gains.items()}
-    # measured +0.19 / +0.15 (time courses), +0.39 / +0.31 (maps); per-seed gains spread
-    # from -0.03 to +0.38, so the bounds sit below the means but well above no gain
-    assert mean["temporal", "tc"] >= 0.1, mean
-    assert mean["spatial", "tc"] >= 0.1, mean
-    assert mean["temporal", "map"] >= 0.2, mean
-    assert mean["spatial", "map"] >= 0.2, mean
+    sim = simulate_recording("small", seed=10)
+    other = simulate_recording("small", seed=11)
+    registered, motion = register_volumewise(sim["power_doppler"], progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cleaned = clean(registered, motion=motion["parameters"], progress=False)
+    assert cleaned.sizes == registered.sizes
+    scores = {}
+    for name, data, solver in (("reference", registered, "cd"), ("default", cleaned, "hals")):
+        model = NMF(n_components=10, solver=solver, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            tc = model.fit_transform(split_sign(standardize(data)))
+        scores[name] = recovery_with_chance(tc, model.maps_, sim, other_truths=[other])
+    ref, new = scores["reference"], scores["default"]
+    assert new["timecourse_corrected"] >= ref["timecourse_corrected"] + 0.05, scores
+    assert new["map_corrected"] >= ref["map_corrected"], scores
 
 
 def test_packaged_cleaning_measurement_is_readable() -> None:
+    from fusi_nmf.metrics import validation_table
     from fusi_nmf.signal import CLEAN_DEFAULTS, cleaning_recovery_table
 
     table = cleaning_recovery_table()
-    assert {"raw", "registered", "default chain"} <= set(table.index)
-    assert {"temporal_timecourse_r", "spatial_timecourse_r"} <= set(table.columns)
-    # the shipped numbers belong to the shipped defaults
-    assert f"'high_pass': {CLEAN_DEFAULTS['high_pass']}" in table.attrs["note"]
-    gain = table.loc["default chain"] - table.loc["registered"]
-    # shipped: +0.49 / +0.54; the chain must clearly help in both modes
-    assert gain["temporal_timecourse_r"] >= 0.3 and gain["spatial_timecourse_r"] >= 0.3
+    assert {"reference (ConfUSIus example)", "raw", "registered", "default chain"} <= set(
+        table.index
+    )
+    for mode in ("temporal", "spatial"):
+        for col in ("timecourse_r", "timecourse_chance", "timecourse_corrected",
+                    "timecourse_r_ceiling", "map_r", "map_chance", "map_corrected"):
+            assert f"{mode}_{col}" in table.columns
+    # the shipped numbers belong to the shipped defaults, on seeds they were not tuned on
+    assert str(CLEAN_DEFAULTS) in table.attrs["note"]
+    assert "seeds=[10, 11, 12]" in table.attrs["note"]
+    chain, ref = table.loc["default chain"], table.loc["reference (ConfUSIus example)"]
+    assert chain["temporal_timecourse_corrected"] >= ref["temporal_timecourse_corrected"] + 0.1
+    assert (table["temporal_timecourse_r"] > table["temporal_timecourse_chance"]).all()
+    pd.testing.assert_frame_equal(validation_table("cleaning"), table)
+    sweep = validation_table("snr_sweep")
+    assert {"amplitude", "noise_sd", "analysis", "mode", "timecourse_corrected",
+            "timecourse_chance", "timecourse_r_ceiling"} <= set(sweep.columns)
