@@ -75,7 +75,9 @@ def _motions_2d(tx, ty, rz):
 def small_sim() -> xr.Dataset:
     from fusi_nmf.simulate import simulate_recording
 
-    return simulate_recording("small", seed=0)
+    # rigid accuracy is measured without the simulator's non-rigid deformation and
+    # through-slice change, which no rigid fit can undo (rz rmse 0.15 deg with them on)
+    return simulate_recording("small", seed=0, nonrigid=False, through_slice=False)
 
 
 # --------------------------------------------------------------------------- accuracy
