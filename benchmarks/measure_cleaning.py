@@ -46,7 +46,7 @@ from fusi_nmf import signal
 from fusi_nmf._atomic import write_text
 from fusi_nmf.metrics import recovery_with_chance
 from fusi_nmf.registration import register_volumewise
-from fusi_nmf.simulate import simulate_recording
+from fusi_nmf.simulate import SIMULATOR_VERSION, simulate_recording
 
 _NO_CLEAN = {
     "detrend_order": None,
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean over seeds of the mean one-to-one matched |r| over planted sources; chance = "
         "same outputs vs circularly shifted truth and other seeds' sources; corrected = "
         "(r - chance)/(1 - chance); ceiling = same condition without motion or nuisances; "
-        f"simulator v2 defaults; CLEAN_DEFAULTS {signal.CLEAN_DEFAULTS}"
+        f"simulator v{SIMULATOR_VERSION} defaults; CLEAN_DEFAULTS {signal.CLEAN_DEFAULTS}"
     )
     print(header)
     show = [c for c in table.columns if "timecourse" in c and "temporal" in c]

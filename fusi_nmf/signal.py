@@ -541,7 +541,7 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
 
 #: Defaults of :func:`clean`, chosen out of sample. Tuned with
 #: ``benchmarks/measure_cleaning.py --rows tune --preset default --seeds 0 1`` (simulator
-#: v2, every real-data trait on, k=10), by the mean chance-corrected matched time-course
+#: v3, every real-data trait on, k=10), by the mean chance-corrected matched time-course
 #: |r| over both NMF modes (``(r - chance) / (1 - chance)``; chance ~0.19): high-pass
 #: 0.01 Hz + detrend 1 + FD > 0.05 mm / DVARS > 4 z censoring by interpolation + 0.2 mm
 #: FWHM smoothing of z-scores scored 0.335 (smoothing raw power instead: 0.277; 0.3 mm:

@@ -156,7 +156,7 @@ __all__ = [
 ]
 
 #: Bump when the generated numbers change, so cached datasets are regenerated.
-SIMULATOR_VERSION = "2"
+SIMULATOR_VERSION = "3"
 
 #: Voxel size of the real recording (mm).
 VOXEL_SIZE_MM: dict[str, float] = {"x": 0.1, "y": 0.04832, "z": 0.4}
