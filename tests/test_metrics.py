@@ -167,8 +167,16 @@ def test_compare_decompositions_on_the_small_preset(small_standardized):
     assert all(dtype == np.float64 for dtype in table.dtypes)
     values = table.to_numpy()
     assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
-    # NMF finds the planted sources well above chance (|r| of unrelated series ~ 0.06)
-    assert table["NMF"].mean() > 0.4 and table["NMF"].max() > 0.8
+    # NMF finds the planted sources well above chance: the same analysis scored against
+    # the truth circularly shifted by half the recording (matched |r| of unrelated
+    # series is not 0: ~0.2-0.3 here)
+    shifted = truth.copy()
+    shifted["source_timecourses"] = truth["source_timecourses"].roll(
+        time=truth.sizes["time"] // 2, roll_coords=False
+    )
+    chance = compare_decompositions(standardized, shifted, n_components=8, random_state=0)
+    assert table["NMF"].mean() > chance["NMF"].mean() + 0.1, (table, chance)
+    assert table["NMF"].max() > chance["NMF"].max()
     assert sorted(table.attrs["components"]) == ["FastICA", "NMF", "PCA"]
     assert len(set(table.attrs["components"]["PCA"])) == n_sources  # one to one
     # deterministic
