@@ -343,6 +343,6 @@ def test_fourier_resampling_matches_the_unmoved_texture():
         assert method in registered.attrs["registration"]
         assert registered.values.min() >= 0 and np.isfinite(registered.values).all()
         assert float(np.abs(registered - clean).isel(**inner).max()) < 0.2 * raw_err
-    with pytest.raises(ValueError, match="single-slice"):
-        register_volumewise(data.isel(z=[0, 0]).assign_coords(z=[0.0, 0.4]),
+    with pytest.raises(ValueError, match="in-plane model only"):
+        register_volumewise(data.isel(z=[0, 0]).assign_coords(z=[0.0, 0.4]), model="3d",
                             resampling="fourier", progress=False)
