@@ -23,7 +23,8 @@ from fusi_nmf.registration.geometry import (
 )
 from fusi_nmf.registration.interpolation import interp_cubic, interp_linear, spline_coefficients
 
-#: the linear stage stops at this multiple of ``tol`` when the cubic polish follows
+#: the linear stage stops at this multiple of ``tol`` when the cubic polish follows (it
+#: only has to come close: 1x and 10x gave the same accuracy, 5.3 vs 3.1 iterations)
 LINEAR_TOL_FACTOR = 10.0
 
 

@@ -35,7 +35,6 @@ MODELS = ("auto", "in-plane", "3d")
 #: ``model="auto"`` uses the in-plane model when slices are at least this many times
 #: thicker (spaced) than the largest in-plane voxel size
 THICK_SLICE_RATIO = 2.0
-SPLINE_GRADIENT = True
 
 
 def choose_model(data: xr.DataArray, model: str = "auto") -> str:
@@ -159,8 +158,9 @@ def register_volumewise(
         slices (slice spacing >= 2x the largest in-plane voxel size, as in multi-slice
         fUSI), 3-D for a finely sampled volume. A free 6-parameter fit of a few thick
         slices is poorly constrained out of plane: on 4 simulated slices with purely
-        in-plane motion it invented rx/ry rotations and inflated framewise
-        displacement (numbers in ``benchmarks/bench_registration.py --multislice``).
+        in-plane motion it invented rx/ry rotations (ranges 0.6-0.7 degree) and
+        inflated the median framewise displacement 6x (the in-plane model: 1.1x);
+        ``benchmarks/bench_registration.py`` measures it.
     progress : bool, optional
         Show a progress bar (default: on unless ``FUSI_NMF_PROGRESS=0``).
     max_iter : int, default 50
@@ -253,7 +253,7 @@ def register_volumewise(
     template = smooth_images(_as_images(ref_feat, model), sigma_vox)
     pyramid = _pyramid(template, grid, levels, rigid)
     chunks = [np.arange(i, min(i + chunk_size, n_t)) for i in range(0, n_t, chunk_size)]
-    polish = (Template.build(template, grid, rigid, spline=SPLINE_GRADIENT)
+    polish = (Template.build(template, grid, rigid, spline=True)
               if interpolation == "cubic" else None)
     est = estimate_motion(_feature_chunks(feat, chunks, sigma_vox, model, progress), n_t,
                           pyramid, polish, max_iter=max_iter, tol=tol, radius=fd_radius)
