@@ -69,6 +69,7 @@ def choose_model(data: xr.DataArray, model: str = "auto") -> str:
 
 
 def _grid(data: xr.DataArray, model: str) -> Grid:
+    """The registered axes: (y, x) in-plane, (z, y, x) in 3-D."""
     dims = ("z", "y", "x") if model == "3d" else ("y", "x")
     geo = [axis_geometry(data, dim) for dim in dims]
     return Grid([data.sizes[dim] for dim in dims], [g[0] for g in geo], [g[1] for g in geo])
@@ -80,6 +81,7 @@ def _as_images(feat: np.ndarray, model: str) -> np.ndarray:
 
 
 def _pyramid(template: np.ndarray, grid: Grid, levels: int, rigid: bool) -> list[Template]:
+    """Templates of up to ``levels`` pyramid levels, finest first."""
     pyramid = [Template.build(template, grid, rigid)]
     image = template
     for _ in range(levels - 1):
@@ -92,6 +94,7 @@ def _pyramid(template: np.ndarray, grid: Grid, levels: int, rigid: bool) -> list
 
 def _feature_chunks(feat: np.ndarray, chunks: list[np.ndarray], sigma_vox: list[float],
                     model: str, progress: bool | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame indices, smoothed feature images) chunk by chunk, with the progress bar."""
     for sel in progress_bar(chunks, total=len(chunks), desc="registering", unit="chunk",
                             progress=progress):
         yield sel, smooth_images(_as_images(feat[sel], model), sigma_vox)
