@@ -55,7 +55,10 @@ import xarray as xr
 
 from fusi_nmf import registration
 from fusi_nmf.datasets import recording_path
+from fusi_nmf.decomposition import NMF
 from fusi_nmf.io import load_recording
+from fusi_nmf.metrics import source_recovery
+from fusi_nmf.signal import split_sign, standardize
 from fusi_nmf.simulate import load_ground_truth, simulate_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +244,7 @@ def multislice(base: ModuleType, seeds: list[int], n_frames: int) -> None:
 
 # --------------------------------------------------------------------------- SimpleITK
 def sitk_compare(preset: str, n_frames: int | None, lr: float, threads: int) -> None:
-    import SimpleITK as sitk  # benchmark-only dependency
+    import SimpleITK as sitk  # optional, benchmark-only dependency: only for --sitk
 
     path = recording_path("simulated", preset=preset)
     data = load_recording(path).load()
@@ -292,10 +295,6 @@ def sitk_compare(preset: str, n_frames: int | None, lr: float, threads: int) -> 
 
 
 def recovery(preset: str) -> None:
-    from fusi_nmf.decomposition import NMF
-    from fusi_nmf.metrics import source_recovery
-    from fusi_nmf.signal import split_sign, standardize
-
     sim = simulate_recording(preset, seed=0)
 
     def score(rec: xr.DataArray) -> float:
