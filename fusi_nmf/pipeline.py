@@ -61,7 +61,7 @@ from fusi_nmf.timing import DEFAULT_MAX_GAP, FrameTiming, inspect_timing, resamp
 __all__ = ["NMFResult", "PipelineConfig", "Workspace", "run_pipeline"]
 
 # Bump when a stage's computation changes so old caches are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: registration package (float32 Gauss-Newton, in-plane model)
 #: BLAS/OpenMP threads every stage computes with (part of what CACHE_VERSION stands for).
 BLAS_THREADS = 1
 MODES = ("temporal", "spatial")

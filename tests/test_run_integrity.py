@@ -202,7 +202,9 @@ def test_out_holds_one_run_with_a_manifest(tmp_path: Path, small_recording_path:
     for name, info in manifest["files"].items():
         assert file_digest(out / name) == info["sha256"]
     tcs = pd.read_csv(out / "timecourses_temporal.tsv", sep="\t", index_col="time")
-    assert tcs.shape[1] == 3
+    # three components, plus the column that flags frames censoring interpolated
+    assert tcs.filter(like="component_").shape[1] == 3
+    assert set(tcs.columns) - set(tcs.filter(like="component_").columns) <= {"censored"}
 
 
 def test_unlisted_outputs_in_out_are_refused_before_work(
