@@ -14,7 +14,8 @@
    ``_build/html/index.html``.
 
 This module is also a tiny Sphinx extension (listed in ``_config.yml``): it points the
-Binder launch button at the committed source notebook instead of the executed copy.
+Binder launch button at the committed source notebook instead of the executed copy, and
+includes every script once (sphinx-thebe's configuration script came twice).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "build_book",
     "build_html",
     "execute_notebook",
+    "figure_alt_text",
     "find_root",
     "notebook_parameters",
     "toc_chapters",
@@ -247,8 +249,38 @@ def _kernel_environment() -> Iterator[None]:
         yield
 
 
-def _hide_injected_input(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-input`` (readers can unfold it)."""
+_FIGURE_REPR = re.compile(r"^<Figure: (?P<title>.+)>$", re.S)
+
+
+def figure_alt_text(cell: Any) -> str | None:
+    """Alt text for the images a code cell displays: their figure titles, or None.
+
+    :class:`fusi_nmf.plotting.TitledFigure` stores ``<Figure: title>`` as the
+    ``text/plain`` beside its PNG; several figures in one cell are joined with "; ".
+    An image without such a title gets the generic ``"figure"`` (never a file path).
+    """
+    titles, images = [], 0
+    for output in cell.get("outputs", []):
+        data = output.get("data", {})
+        if not any(key.startswith("image/") for key in data):
+            continue
+        images += 1
+        text = data.get("text/plain", "")
+        text = "".join(text) if isinstance(text, list) else str(text)
+        match = _FIGURE_REPR.match(text.strip())
+        if match:
+            titles.append(" ".join(match.group("title").split()))
+    if not images:
+        return None
+    return "; ".join(titles) if titles else "figure"
+
+
+def _prepare_for_book(path: Path) -> None:
+    """Fold papermill's injected-parameters cell and give every figure its alt text.
+
+    The injected cell is tagged ``hide-input`` (readers can unfold it); an image cell gets
+    myst-nb's cell-level ``mystnb.image.alt`` from :func:`figure_alt_text`.
+    """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -257,6 +289,11 @@ def _hide_injected_input(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if INJECTED_TAG in tags and HIDE_TAG not in tags:
             cell["metadata"]["tags"] = [*tags, HIDE_TAG]
+            changed = True
+        alt = figure_alt_text(cell) if cell.get("cell_type") == "code" else None
+        if alt is not None:
+            mystnb = cell["metadata"].setdefault("mystnb", {})
+            mystnb.setdefault("image", {})["alt"] = alt
             changed = True
     if changed:
         nbformat.write(nb, path)
@@ -274,7 +311,8 @@ def execute_notebook(
     """Execute ``source`` with papermill into ``output``; return the wall time in seconds.
 
     The notebook runs into a temporary file beside ``output`` which replaces ``output``
-    only on success. The injected-parameters cell is tagged ``hide-input``.
+    only on success. The injected-parameters cell is tagged ``hide-input`` and every
+    figure gets its title as alt text (:func:`figure_alt_text`).
 
     Parameters
     ----------
@@ -325,7 +363,7 @@ def execute_notebook(
                 failed_copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(tmp, failed_copy)
             raise NotebookExecutionError(source, exc, failed_copy) from exc
-        _hide_injected_input(tmp)
+        _prepare_for_book(tmp)
         if failed_dir is not None:  # a stale failure report would mislead
             (Path(failed_dir) / output.name).unlink(missing_ok=True)
         tmp.chmod(0o644)  # mkstemp makes it private; an executed notebook is a normal file
@@ -692,8 +730,33 @@ def _launch_source_notebooks(
                 button["url"] = url.replace(f"book/{name}.ipynb", f"notebooks/{name}.ipynb")
 
 
+def _drop_duplicate_scripts(
+    app: Any, pagename: str, templatename: str, context: dict, doctree: Any
+) -> None:
+    """Include every script once.
+
+    sphinx-thebe registers its inline configuration script (``const THEBE_JS_URL = ...``)
+    at every ``env-before-read-docs``, which Jupyter Book triggers twice, so each page
+    declared the same ``const`` twice: a console error ("Identifier 'THEBE_JS_URL' has
+    already been declared") on every page.
+    """
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple[str, tuple]] = set()
+    unique = []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {}) or {}
+        key = (str(script), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension entry point (``sphinx: extra_extensions: [fusi_nmf.book]``)."""
     # after sphinx-book-theme adds the launch buttons (priority 501)
     app.connect("html-page-context", _launch_source_notebooks, priority=600)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

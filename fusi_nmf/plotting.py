@@ -13,6 +13,10 @@ Conventions
       dark book themes.
     * Deterministic: the same inputs give the same PNG bytes
       (``fig.savefig(buf, format="png", metadata={"Software": None})``).
+    * Components are numbered from 1 in labels (the ``component`` coordinate stays
+      0-based), legends sit outside the data, and a figure's text form (``repr``, the
+      ``text/plain`` a notebook stores beside the image) is its title, which the book
+      uses as the image's alt text.
 
 Besides figures, a few small helpers turn pipeline results into tables for the book
 (:func:`metadata_table`).
@@ -35,6 +39,7 @@ from matplotlib.figure import Figure
 from fusi_nmf._xr import SPATIAL_DIMS
 
 __all__ = [
+    "TitledFigure",
     "metadata_table",
     "motion_error_table",
     "plot_before_after",
@@ -43,6 +48,7 @@ __all__ = [
     "plot_components",
     "plot_distributions",
     "plot_error_curve",
+    "plot_map_columns",
     "plot_motion",
     "plot_recovery",
     "plot_registration_qc",
@@ -93,9 +99,33 @@ def _styled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class TitledFigure(Figure):
+    """A figure whose text form is its title: ``<Figure: title>``.
+
+    A notebook stores this text beside the PNG (``text/plain``); the book turns it into
+    the image's alt text (:mod:`fusi_nmf.book`), so a screen reader hears the title, not
+    a file name.
+    """
+
+    def title_text(self) -> str:
+        """The suptitle, else the first axes title, else ``""``."""
+        if self._suptitle is not None and self._suptitle.get_text():
+            return self._suptitle.get_text()
+        for ax in self.axes:
+            for loc in ("center", "left"):
+                text = ax.get_title(loc=loc)
+                if text:
+                    return text
+        return ""
+
+    def __repr__(self) -> str:
+        title = " ".join(self.title_text().split())
+        return f"<Figure: {title}>" if title else super().__repr__()
+
+
 def _new_figure(width: float, height: float) -> Figure:
     """A white, layout-managed figure that pyplot does not track."""
-    return Figure(figsize=(width, height), facecolor=FACECOLOR, layout="constrained")
+    return TitledFigure(figsize=(width, height), facecolor=FACECOLOR, layout="constrained")
 
 
 def _style_axes(ax: Axes) -> None:
@@ -216,6 +246,11 @@ def _limits(
 def _label(data: xr.DataArray, cbar_label: str | None) -> str:
     if cbar_label is not None:
         return cbar_label
+    # standardized data keep the recording's name; say what the numbers are
+    if data.attrs.get("standardize") == "zscore":
+        return "z-score (units of the voxel's s.d.)"
+    if data.attrs.get("standardize") == "psc":
+        return "signal change (%)"
     name = data.attrs.get("long_name") or data.name or "value"
     name = str(name).replace("_", " ")
     units = _units(data)
@@ -512,7 +547,8 @@ def plot_components(
         (e.g. from the validation chapter): drawn dashed under each estimate, scaled to
         the estimate.
     row_labels : sequence of str, optional
-        One label per drawn row (default ``"#<component>"``), e.g. the matched source.
+        One label per drawn row (default ``"component <n>"``, numbered from 1 in the
+        order of the ``component`` coordinate), e.g. the matched source.
     row_height : float
         Height of one row in inches.
 
@@ -543,7 +579,7 @@ def plot_components(
     if not chosen:
         raise ValueError("components is empty; pass at least one component or None for all.")
     if row_labels is None:
-        row_labels = [f"#{c}" for c in chosen]
+        row_labels = [f"component {comp_values.index(c) + 1}" for c in chosen]
     elif len(row_labels) != len(chosen):
         raise ValueError(
             f"row_labels has {len(row_labels)} labels for {len(chosen)} components; "
@@ -691,7 +727,7 @@ def plot_registration_qc(qc: Mapping[str, Any], *, cmap: str = "magma") -> Figur
             ax.plot(t, np.asarray(c.values, dtype=float), color=color, linewidth=0.9, label=when)
         ax.set_xlabel(tlabel)
         ax.set_ylabel("corr. with reference")
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         _style_axes(ax)
     return fig
 
@@ -770,7 +806,8 @@ def plot_motion(
                         color=color, linestyle="--", linewidth=1.0, alpha=0.9,
                         label=f"{p} true")
         ax.set_ylabel(label)
-        ax.legend(loc="upper right", frameon=False, ncols=2 if truth_params is not None else 3)
+        # beside the axes, not on the traces
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncols=1)
         ax.axhline(0.0, color="#999999", linewidth=0.5)
     if fd is not None:
         ax = axes[-1]
@@ -1197,12 +1234,13 @@ def plot_recovery(
     lo = min(0.0, float(np.nanmin(frame.to_numpy(dtype=float))))
     ax.set_ylim(lo, max(1.0, float(np.nanmax(frame.to_numpy(dtype=float)))) * 1.02)
     ax.axhline(0.0, color="#999999", linewidth=0.5)
-    if n_cols > 1:
-        ax.legend(loc="lower right", frameon=False, ncols=min(n_cols, 3))
+    if n_cols > 1:  # above the bars, never on them
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+                  ncols=min(n_cols, 4))
     ax.grid(True, axis="y", color="#dddddd", linewidth=0.5)
     _style_axes(ax)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, color=TEXTCOLOR)
     return fig
 
 
@@ -1365,13 +1403,96 @@ def plot_component_match(
     fa = sa.sel(component=rows_a).transpose("component", *other).values.reshape(len(rows_a), -1)
     fb = sb.sel(component=order_b).transpose("component", *other).values.reshape(len(order_b), -1)
     r = correlation_matrix(fa, fb)
-    frame = pd.DataFrame(r, index=[str(c) for c in rows_a], columns=[str(c) for c in order_b])
+    number_a = {c: i + 1 for i, c in enumerate(sa["component"].values)}
+    number_b = {c: i + 1 for i, c in enumerate(sb["component"].values)}
+    frame = pd.DataFrame(r, index=[str(number_a[c]) for c in rows_a],
+                         columns=[str(number_b[c]) for c in order_b])
     return plot_similarity(
         frame,
         row_label=f"{labels[0]} component",
         col_label=f"{labels[1]} component (matched order)",
         title=title,
     )
+
+
+@_styled
+def plot_map_columns(
+    columns: Mapping[str, xr.DataArray],
+    *,
+    row_labels: Sequence[str] | None = None,
+    dim: str = "source",
+    title: str | None = None,
+    row_height: float = 1.3,
+) -> Figure:
+    """Signed maps side by side: one column per method, one row per source.
+
+    Each panel is scaled to its own largest ``|value|`` (a diverging colour map centred
+    on 0), because the methods' scales are arbitrary; what compares is the shape. An
+    all-zero panel (a source no component was matched to) is left blank.
+
+    Parameters
+    ----------
+    columns : mapping of str to xarray.DataArray
+        Column title -> maps ``(dim, [z,] y, x)`` (a single ``z`` slice, or the slice
+        of largest ``|value|`` is drawn); all with the same ``dim`` length.
+    row_labels : sequence of str, optional
+        One per row (default ``"<dim> <n>"``, numbered from 1).
+    dim : str
+        The row dim (``"source"``).
+    title : str, optional
+        Figure title.
+    row_height : float
+        Height of one row in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not columns:
+        raise ValueError("columns is empty; pass at least one {title: maps} entry.")
+    names = list(columns)
+    arrays = [_require_dataarray(columns[n], n) for n in names]
+    sizes = {a.sizes.get(dim, -1) for a in arrays}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError(f"every column needs a {dim!r} dim of the same length; got "
+                         f"{[dict(a.sizes) for a in arrays]}.")
+    n = sizes.pop()
+    labels = list(row_labels) if row_labels is not None else [f"{dim} {i + 1}" for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"row_labels has {len(labels)} labels for {n} rows.")
+    first = arrays[0].isel({dim: 0})
+    first = first.max("z") if "z" in first.dims else first
+    extent, xlabel, ylabel = _extent(first)
+    aspect = abs(extent[2] - extent[3]) / max(abs(extent[1] - extent[0]), 1e-12)
+    panel_w = row_height / max(aspect, 0.2)
+    fig = _new_figure(panel_w * len(names) + 1.2, row_height * n + 0.9)
+    axes = fig.subplots(n, len(names), squeeze=False)
+    for col, (name, maps) in enumerate(zip(names, arrays, strict=True)):
+        for row in range(n):
+            image = maps.isel({dim: row})
+            if "z" in image.dims:
+                strength = np.abs(image).max([d for d in image.dims if d != "z"])
+                image = image.isel(z=int(strength.argmax()))
+            ax = axes[row, col]
+            peak = float(np.nanmax(np.abs(image.values))) if image.size else 0.0
+            if peak > 0:
+                _draw_image(ax, image, cmap="RdBu_r",
+                            norm=mcolors.Normalize(vmin=-peak, vmax=peak), labels=False)
+            else:
+                _style_axes(ax)
+                ax.text(0.5, 0.5, "no match", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(labels[row])
+    fig.text(0.5, 0.0, f"each panel: {xlabel} across, {ylabel} down; red > 0 > blue, "
+             "scaled to its own largest |value|", ha="center", va="bottom", fontsize=7)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
+    return fig
 
 
 def motion_error_table(

@@ -84,6 +84,7 @@ def executed_book(tmp_path_factory: pytest.TempPathFactory) -> ExecutedBook:
     for name in ("_config.yml", "_toc.yml", "intro.md"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "notebooks", root / "notebooks")
+    shutil.copytree(REPO / "_static", root / "_static")  # the book's CSS (scrolling tables)
     book = ExecutedBook(root=root, work_dir=root / "work", parameters=dict(SMALL_BOOK))
     out = io.StringIO()
     try:

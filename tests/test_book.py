@@ -64,15 +64,14 @@ def _tiny_book(root: Path) -> Path:
         "Alpha",
         'work_dir: str = "work"  # cache folder\nn_components: int = 3  # number of components',
         "import json, os, pathlib\n"
-        "import matplotlib.pyplot as plt\n"
+        "from fusi_nmf.plotting import plot_error_curve\n"
         "pathlib.Path(work_dir).mkdir(exist_ok=True)\n"
         "env = {k: os.environ.get(k) for k in ('FUSI_NMF_PROGRESS', 'MPLBACKEND')}\n"
         "pathlib.Path(work_dir, 'alpha.json').write_text(json.dumps(env))\n"
         "if n_components < 1:\n"
         "    raise ValueError(f'n_components={n_components}: must be at least 1')\n"
-        "fig, ax = plt.subplots(figsize=(3, 2))\n"
-        "ax.plot(range(n_components))\n"
-        "plt.show()",
+        "fig = plot_error_curve(list(range(1, n_components + 1)), title='Alpha  curve')\n"
+        "fig",
     )
     _notebook(
         root / "notebooks" / "02_beta.ipynb",
@@ -142,7 +141,8 @@ def test_build_tiny_book(tmp_path, monkeypatch):
     assert not re.search(r"WARNING|ERROR", result.build_log)
     alpha_html = (root / "_build" / "html" / "book" / "01_alpha.html").read_text()
     beta_html = (root / "_build" / "html" / "book" / "02_beta.html").read_text()
-    assert re.search(r'<img alt="[^"]*" src="../_images/[0-9a-f]+\.png"', alpha_html)
+    # the figure's title is its alt text (not the image's file name)
+    assert re.search(r'<img alt="Alpha curve" src="../_images/[0-9a-f]+\.png"', alpha_html)
     assert "max_iter is 7" in beta_html
     assert "noise on stderr</span>" not in beta_html  # the code is shown, not its stderr
     assert beta_html.count("noise on stderr") == 1
@@ -248,23 +248,36 @@ def test_browser_check_detects_problems(tmp_path):
         "<a class='reference internal' href='book/ok.html'>ok</a></nav></div></body></html>"
     )
     (site / "book" / "ok.html").write_text("<html><body><article>fine</article></body></html>")
+    wide = "<tr>" + "".join(f"<td>column{i}</td>" for i in range(60)) + "</tr>"
     (site / "book" / "broken.html").write_text(
-        "<html><body><article><img src='missing.png'></article>"
+        "<html><body><article style='max-width: 600px'><img src='missing.png' "
+        "alt='../_images/missing.png'>"
+        f"<table>{wide}</table>"
+        f"<div style='overflow-x: auto'><table>{wide}</table></div></article>"
         "<script>console.error('boom'); const THEBE_JS_URL = 1;</script>"
         "<script>const THEBE_JS_URL = 2;</script>"
         "<script src='https://example.org/tracker.js'></script></body></html>"
     )
     report = browser_check.check_book(site, tmp_path / "shots")
     problems = "\n".join(report.problems())
-    assert "book/broken.html: console error: boom" in problems
+    for width in ("desktop", "phone"):
+        key = f"book/broken.html @{width}"
+        assert f"{key}: console error: boom" in problems
+        # a script included twice is an error too: there is no ignore list
+        assert f"{key}: uncaught: " in problems and "THEBE_JS_URL" in problems
+        assert f"{key}: image alt text is a file name" in problems
+        # the bare table overflows; the one in a scrolling box does not
+        overflow = [p for p in report.problems() if p.startswith(f"{key}: wide content")]
+        assert len(overflow) == 1 and "column0" in overflow[0], overflow
     assert "naturalWidth 0" in problems and "missing.png" in problems
     assert "404" in problems
     assert "needs an external resource: https://example.org/tracker.js" in problems
-    assert "THEBE_JS_URL" not in problems
     assert "sidebar: no link reaches book/broken.html" in problems
     assert report.nav_reached == ["book/ok.html"]
-    assert not any("book/ok.html" in p for p in report.problems())
-    assert (tmp_path / "shots" / "book_broken.png").stat().st_size > 0
+    # the bare page has no theme menu button: the phone check says so
+    assert report.menu_checked and "no visible menu button" in problems
+    assert not any(p.startswith("book/ok.html") for p in report.problems())
+    assert (tmp_path / "shots" / "phone_book_broken.png").stat().st_size > 0
 
 
 def _image_outputs(path: Path) -> int:
@@ -302,11 +315,17 @@ def test_full_book_small_preset(executed_book, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("book built warning-free; browser check needs /usr/bin/chromium")
     html = root / "_build" / "html"
+    # screenshots stay out of the repository
     report = browser_check.check_book(html, tmp_path / "screenshots", chapters=chapters)
-    assert report.problems() == []
+    assert report.problems() == []  # no console error at all, menu opens, tables scroll
     assert report.nav_reached == chapters
+    assert report.menu_checked
     for chapter in chapters:
         executed = root / chapter.replace(".html", ".ipynb")
-        page = report.pages[chapter]
-        assert page.article_images == _image_outputs(executed), chapter
-    assert sum(report.pages[c].article_images for c in chapters) > 0
+        for width in ("desktop", "phone"):
+            page = report.pages[f"{chapter} @{width}"]
+            assert page.article_images == _image_outputs(executed), (chapter, width)
+            figures = [(src, alt) for src, _width, alt in page.images if "/_images/" in src]
+            untitled = [src for src, alt in figures if not alt or alt == "figure"]
+            assert untitled == [], (chapter, width, untitled)
+    assert sum(report.pages[f"{c} @desktop"].article_images for c in chapters) > 0
