@@ -120,7 +120,9 @@ class TitledFigure(Figure):
 
     def __repr__(self) -> str:
         title = " ".join(self.title_text().split())
-        return f"<Figure: {title}>" if title else super().__repr__()
+        if title:
+            return f"<Figure: {title}>"
+        return super().__repr__().replace(type(self).__name__, "Figure", 1)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -1472,7 +1474,7 @@ def plot_map_columns(
             image = maps.isel({dim: row})
             if "z" in image.dims:
                 strength = np.abs(image).max([d for d in image.dims if d != "z"])
-                image = image.isel(z=int(strength.argmax()))
+                image = image.isel(z=int(np.argmax(strength.values)))
             ax = axes[row, col]
             peak = float(np.nanmax(np.abs(image.values))) if image.size else 0.0
             if peak > 0:

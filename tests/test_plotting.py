@@ -278,7 +278,64 @@ def test_component_match_puts_matched_pairs_on_the_diagonal():
     fig = fplot.plot_component_match(maps, shuffled)
     r = fig.axes[0].images[0].get_array()
     np.testing.assert_allclose(np.diag(r), 1.0, atol=1e-6)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2", "0"]
+    # components are numbered from 1 on the axes (coordinate 0 is component 1)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2", "3", "1"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["1", "2", "3"]
+
+
+def test_components_numbered_from_one_and_titles_are_the_text_form():
+    maps, tc = _nmf_like(k=3)
+    fig = fplot.plot_components(maps, tc, title="Three  parts\nof a test")
+    assert fig.axes[0].get_ylabel().startswith("component 1\n")
+    # the notebook stores repr(fig) as text/plain; the book makes it the alt text
+    assert repr(fig) == "<Figure: Three parts of a test>"
+    untitled = fplot.plot_recovery(pd.Series([0.5], index=pd.Index(["a"], name="source")))
+    assert repr(untitled).startswith("<Figure size")  # no title: matplotlib's own text
+
+
+def _inside(legend, ax) -> bool:
+    """Whether a legend's box overlaps the axes' data area."""
+    fig = ax.figure
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    area = ax.get_window_extent()
+    return box.overlaps(area) and not (box.y0 >= area.y1 - 1 or box.x0 >= area.x1 - 1)
+
+
+def test_legends_sit_off_the_data():
+    table = pd.DataFrame({"NMF": [0.9, 0.8], "PCA": [0.7, 0.95]},
+                         index=pd.Index([1, 2], name="source"))
+    fig = fplot.plot_recovery(table, title="bars")
+    ax = fig.axes[0]
+    assert ax.get_legend() is not None and not _inside(ax.get_legend(), ax)
+    motion = _motion()
+    fig = fplot.plot_motion(motion, truth=motion["parameters"])
+    for ax in fig.axes[:2]:
+        assert not _inside(ax.get_legend(), ax)
+
+
+def test_z_scores_are_labelled_as_such():
+    rec = _recording()
+    z = rec.copy(data=((rec - rec.mean("time")) / rec.std("time")).values)
+    z.attrs = {"standardize": "zscore", "units": "1"}
+    fig = fplot.plot_timeseries(z, n=1)
+    assert fig.axes[0].get_ylabel().startswith("z-score")
+
+
+def test_map_columns_one_row_per_source_own_symmetric_scale():
+    maps, _ = _nmf_like(k=2)
+    truth = maps.sel(sign="pos").rename(component="source")
+    other = -3 * truth
+    other[1] = 0.0  # an unmatched source: a blank panel, not an error
+    fig = fplot.plot_map_columns({"truth": truth, "method": other}, title="maps")
+    axes = fig.axes
+    assert [a.get_title() for a in axes[:2]] == ["truth", "method"]
+    norm = axes[1].images[0].norm
+    assert norm.vmin == -norm.vmax == -float(np.abs(other[0]).max())
+    assert not axes[3].images and axes[3].texts[0].get_text() == "no match"
+    assert axes[0].get_ylabel() == "source 1"
+    with pytest.raises(ValueError, match="same length"):
+        fplot.plot_map_columns({"a": truth, "b": truth.isel(source=[0])})
 
 
 def test_motion_error_table_separates_offset_from_trace_error():

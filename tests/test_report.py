@@ -1,0 +1,177 @@
+"""fusi_nmf.report: the chapters' computed readings, on data whose answer is known.
+
+A small synthetic recording is built from three sources with known, non-overlapping maps
+and independent sparse time courses (one of them a decrease), plus a global fluctuation
+over the whole field of view and noise; the real estimators (NMF, PCA, FastICA) run on
+it, and the readings must name the right ground truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from fusi_nmf import report
+from fusi_nmf.decomposition import NMF
+from fusi_nmf.signal import split_sign, standardize
+
+NT, NY, NX = 400, 16, 24
+
+
+def _synthetic(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(NT) * 0.3
+    yy, xx = np.mgrid[0:NY, 0:NX]
+    centres = [(4, 4), (11, 12), (5, 19)]
+    maps = np.stack([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 6.0) for cy, cx in centres])
+    kernel = np.exp(-np.arange(20) / 4.0)
+    courses = []
+    for _ in centres:
+        events = (rng.random(NT) < 0.04) * rng.uniform(1, 2, NT)
+        courses.append(np.convolve(events, kernel)[:NT])
+    courses = np.stack(courses, axis=1)
+    sign = np.array([1.0, -1.0, 1.0])
+    global_course = np.convolve(rng.normal(size=NT), np.ones(15) / 15, mode="same")
+    data = (courses * sign) @ maps.reshape(3, -1)
+    data += 0.6 * global_course[:, None] * np.ones((1, NY * NX))
+    data += 0.05 * rng.normal(size=data.shape)
+    coords = {"time": ("time", t, {"units": "s"}), "z": [0.0],
+              "y": ("y", np.arange(NY) * 0.05, {"units": "mm"}),
+              "x": ("x", np.arange(NX) * 0.1, {"units": "mm"})}
+    rec = xr.DataArray(10 + data.reshape(NT, 1, NY, NX).astype("float32"),
+                       dims=("time", "z", "y", "x"), coords=coords, name="power_doppler")
+    truth = xr.Dataset(
+        {
+            "source_timecourses": (("time", "source"), courses * sign),
+            "source_maps": (("source", "z", "y", "x"), maps[:, None]),
+            "source_sign": (("source",), sign),
+            "global_fluctuation": (("time",), global_course),
+            "surge": (("time",), np.zeros(NT)),
+            "drift": (("time",), np.ones(NT)),
+        },
+        coords={"time": t, "source": np.arange(3), "z": [0.0], "y": coords["y"][1],
+                "x": coords["x"][1]},
+    )
+    return rec, truth
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rec, truth = _synthetic()
+    z = standardize(rec)
+    split = split_sign(z)
+    model = NMF(n_components=5, random_state=0, max_iter=400)
+    tc = model.fit_transform(split)
+    return rec, truth, z, split, model.maps_, tc
+
+
+def test_hoyer_sparsity_bounds_and_scale_invariance():
+    x = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 3.0, 0.0, 0.0], [0.0, 1.0, 2.0, 0.0]])
+    s = report.hoyer_sparsity(x, axis=1)
+    np.testing.assert_allclose(s[:2], [0.0, 1.0])
+    assert 0 < s[2] < 1
+    np.testing.assert_allclose(report.hoyer_sparsity(7 * x, axis=1), s)
+
+
+def test_ranges_reads_like_prose():
+    assert report._ranges([1, 2, 3, 5]) == "1-3 and 5"
+    assert report._ranges([4]) == "4"
+    assert report._ranges([1, 3, 4, 6]) == "1, 3-4 and 6"
+
+
+def test_readings_name_sources_and_the_global_signal(fitted):
+    _, truth, _, _, maps, tc = fitted
+    table = report.component_readings(maps, tc, truth=truth)
+    assert list(table.index) == [1, 2, 3, 4, 5]  # numbered from 1
+    assert 0 < table.attrs["chance_r"] < 0.5
+    found = set(table["truth"])
+    assert {"source 1", "source 2", "source 3"} <= found
+    assert "global fluctuation" in found
+    # the global fluctuation covers the field of view, a source is compact
+    glob = table[table["truth"] == "global fluctuation"]["extent %"].min()
+    src = table[table["truth"].str.startswith("source")]["extent %"].max()
+    assert glob > 2 * src
+    # the decreasing source 2 sits on the neg channel
+    assert table.loc[table["truth"] == "source 2", "pos %"].max() < 50
+    text = report.describe_components(table)
+    assert "global fluctuation" in text and "source 2" in text and "chance" in text
+
+
+def test_readings_without_truth_judge_localisation_and_motion(fitted):
+    _, _, _, split, maps, tc = fitted
+    fd = xr.Dataset({"framewise_displacement": ("time", np.abs(tc.isel(component=0).values))})
+    rep = report.split_half_r(split, maps, random_state=0, max_iter=400)
+    assert rep.shape == (5,) and (rep <= 1.0 + 1e-9).all()
+    assert np.median(rep) > 0.7  # the planted structure comes back in both halves
+    table = report.component_readings(maps, tc, motion=fd, reproducibility=rep)
+    assert "truth" not in table
+    assert table["FD r"].iloc[0] == pytest.approx(1.0)
+    text = report.describe_components(table)
+    assert "Most motion-linked: component 1" in text and "Most localised" in text
+
+
+def test_alternatives_and_recovery_by_method(fitted):
+    _, truth, z, _, maps, tc = fitted
+    fits = {"NMF": (tc, maps)} | report.fit_alternatives(z, 5, random_state=0)
+    assert list(fits) == ["NMF", "PCA", "temporal ICA", "spatial ICA"]
+    table = report.recovery_by_method(fits, truth)
+    assert list(table.index) == [1, 2, 3]
+    assert table.shape == (3, 8)
+    # non-overlapping sparse maps: spatial ICA and NMF find them
+    assert table[("spatial ICA", "map |r|")].min() > 0.8
+    assert table[("NMF", "map |r|")].min() > 0.8
+    columns = report.truth_map_columns(truth, fits, table)
+    assert list(columns) == ["truth", *fits]
+    for method in fits:  # flipped to correlate positively with the true footprint
+        for s in range(3):
+            a = columns[method].isel(source=s).values.ravel()
+            b = truth["source_maps"].isel(source=s).values.ravel()
+            assert np.corrcoef(a, b)[0, 1] > 0
+
+
+def test_matched_to_truth_relabels_for_the_component_figure(fitted):
+    _, truth, _, _, maps, tc = fitted
+    out = report.matched_to_truth(maps, tc, truth)
+    assert len(out["row_labels"]) == 3
+    assert all(label.startswith(f"source {i + 1} / component ")
+               for i, label in enumerate(out["row_labels"]))
+    assert list(out["truth"]["component"].values) == list(out["maps"]["component"].values)
+    np.testing.assert_array_equal(out["truth"]["time"].values, tc["time"].values)
+
+
+def test_mode_agreement_and_factor_summary(fitted):
+    _, truth, _, split, maps, tc = fitted
+    spatial = NMF(n_components=5, mode="spatial", random_state=0, max_iter=400)
+    tc_s = spatial.fit_transform(split)
+    pairs = report.mode_agreement(maps, tc, spatial.maps_, tc_s)
+    assert sorted(pairs["a"]) == [1, 2, 3, 4, 5]
+    assert pairs["map r"].min() > 0.9  # the same factorisation, transposed
+    row_t = report.factor_summary(tc, maps, truth=truth)
+    row_s = report.factor_summary(tc_s, spatial.maps_, truth=truth)
+    # the scale moves between the factors, the (scale-free) sparsity does not
+    assert row_t["map max"] / row_s["map max"] > 2
+    assert row_t["map sparsity"] == pytest.approx(row_s["map sparsity"], abs=0.05)
+
+
+def test_without_paths_and_cleaning_view():
+    rec, _ = _synthetic()
+    rec.attrs = {"source_file": "/tmp/x/sub-01_pwd.nii.gz", "task": "rest/odd"}
+    shown = report.without_paths(rec)
+    assert shown.attrs == {"source_file": "sub-01_pwd.nii.gz", "task": "rest/odd"}
+    assert rec.attrs["source_file"].startswith("/tmp")  # the original is untouched
+    from fusi_nmf.signal import cleaning_recovery_table
+
+    view, steps = report.cleaning_view(cleaning_recovery_table())
+    assert list(view.index[:2]) == ["raw", "registered"] and view.index[-1] == "default chain"
+    assert steps and all(s.startswith("+ ") for s in steps)
+    assert isinstance(view.columns, pd.MultiIndex) and view.shape[1] == 4
+
+
+def test_shift_chance_is_low_for_unrelated_and_beaten_by_a_real_match():
+    rng = np.random.default_rng(3)
+    ref = np.convolve(rng.normal(size=500), np.ones(10), mode="same")[:, None]
+    chance = report.shift_chance_r(ref + 0.1 * rng.normal(size=(500, 1)), ref)
+    assert chance < 0.5
+    assert abs(np.corrcoef(ref[:, 0], ref[:, 0] + 0.1 * rng.normal(size=500))[0, 1]) > chance
