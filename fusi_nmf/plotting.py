@@ -655,7 +655,12 @@ def plot_components(
 
 
 @_styled
-def plot_registration_qc(qc: Mapping[str, Any], *, cmap: str = "magma") -> Figure:
+def plot_registration_qc(
+    qc: Mapping[str, Any],
+    *,
+    cmap: str = "magma",
+    title: str | None = "Temporal mean and std images before and after motion correction",
+) -> Figure:
     """Temporal mean and std images before and after motion correction.
 
     Parameters
@@ -731,6 +736,8 @@ def plot_registration_qc(qc: Mapping[str, Any], *, cmap: str = "magma") -> Figur
         ax.set_ylabel("corr. with reference")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         _style_axes(ax)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
     return fig
 
 

@@ -33,6 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from fusi_nmf.metrics import correlation_matrix, match_components, source_recovery
 
 __all__ = [
+    "CLEANING_STEPS",
     "NUISANCES",
     "cleaning_view",
     "component_readings",
@@ -330,6 +331,13 @@ def describe_components(table: pd.DataFrame, method: str = "NMF") -> str:
             worst = table["FD r"].abs().idxmax()
             lines.append(f"* Largest correlation of a time course with framewise displacement: "
                          f"{table.loc[worst, 'FD r']:.2f} (component {worst}).")
+        if "split-half r" in table:
+            weak = table.index[table["split-half r"] < 0.7]
+            if len(weak):
+                lines.append(
+                    f"* Not reproducible in both halves of the recording (split-half r < 0.7): "
+                    f"component(s) {_ranges(weak)}"
+                    + " (" + ", ".join(f"{c}: {table.loc[c, 'truth']}" for c in weak) + ").")
         missing = sorted(set(range(1, 1 + int(table.attrs.get("n_sources", 0))))
                          - {int(t.split()[1]) for t in sources["truth"]})
         if missing:
@@ -390,13 +398,29 @@ def without_paths(data: xr.DataArray) -> xr.DataArray:
 
 
 # --------------------------------------------------------------------------- chapter 3
-def cleaning_view(measured: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+#: Rows of the shipped cleaning table for the default chain's steps alone (and the two
+#: optional steps), in the order the chain applies them.
+CLEANING_STEPS = (
+    "+ censor FD > 0.05 mm", "+ censor DVARS > 4 z", "+ detrend order 1",
+    "+ high-pass 0.01 Hz", "+ smooth 0.2 mm", "+ global regression", "+ brain mask",
+)
+
+
+def cleaning_view(
+    measured: pd.DataFrame, steps: Sequence[str] = CLEANING_STEPS
+) -> tuple[pd.DataFrame, list[str]]:
     """Chapter 3's cleaning table in reading order, with two-level column labels.
 
-    Returns the table (rows: raw, registered, each step alone, the default chain; columns
-    ``(mode, recovery)``) rounded to 2 decimals, and the row labels of the single steps.
+    Returns the table (rows: raw, registered, each of ``steps`` alone, the default chain;
+    columns ``(mode, recovery)``) rounded to 2 decimals, and the row labels of the steps.
+    The shipped table also holds other settings (e.g. a 0.03 Hz high-pass) and partial
+    chains; they are left out here.
     """
-    steps = [c for c in measured.index if c.startswith("+ ")]
+    missing = [s for s in steps if s not in measured.index]
+    if missing:
+        raise ValueError(f"rows {missing} are not in the cleaning table "
+                         f"({list(measured.index)}); pass steps= rows it has.")
+    steps = list(steps)
     rows = ["raw", "registered", *steps, "default chain"]
     columns = ["temporal_timecourse_r", "temporal_map_r", "spatial_timecourse_r",
                "spatial_map_r"]
