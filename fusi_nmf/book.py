@@ -746,8 +746,10 @@ def _drop_duplicate_scripts(
     seen: set[tuple[str, tuple]] = set()
     unique = []
     for script in scripts:
+        # the two copies may differ in priority only; the browser runs both either way
         attributes = getattr(script, "attributes", {}) or {}
-        key = (str(script), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        name = str(getattr(script, "filename", script) or "")
+        key = (name, tuple(sorted((k, str(v)) for k, v in attributes.items())))
         if key not in seen:
             seen.add(key)
             unique.append(script)

@@ -54,7 +54,7 @@ VIEWPORTS = {
 }
 #: The theme's button that opens the primary sidebar on narrow screens.
 MENU_BUTTON = "button.primary-toggle"
-SIDEBAR = "#pst-primary-sidebar, .bd-sidebar-primary"
+SIDEBAR = ".bd-sidebar-primary, #pst-primary-sidebar-modal"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -190,14 +190,12 @@ _PAGE_OVERFLOW_JS = (
     "document.documentElement.clientWidth)"
 )
 _SIDEBAR_VISIBLE_JS = """
-(selector) => {
-  const el = document.querySelector(selector);
-  if (!el) return false;
+(selector) => Array.from(document.querySelectorAll(selector)).some(el => {
   const r = el.getBoundingClientRect();
   const style = getComputedStyle(el);
   return style.visibility !== 'hidden' && style.display !== 'none' && r.width > 0 &&
          r.right > 0 && r.left < window.innerWidth;
-}
+})
 """
 
 
@@ -383,10 +381,13 @@ def _check_phone_menu(page, base_url, chapters, report, shots) -> None:
     if shots is not None:
         page.screenshot(path=str(shots / "phone_menu_open.png"))
     if chapters[1:]:
-        link = page.locator(f'{SIDEBAR.split(",")[0]} a[href$="{Path(chapters[1]).name}"]').first
-        if link.count() == 0 or not link.is_visible():
+        # the theme shows the sidebar's content in a dialog on phones: any visible nav link
+        links = page.locator(f'nav a[href$="{Path(chapters[1]).name}"]')
+        shown = [links.nth(i) for i in range(links.count()) if links.nth(i).is_visible()]
+        if not shown:
             report.menu_problems.append(f"the open menu shows no link to {chapters[1]}")
         else:
+            link = shown[0]
             link.click()
             page.wait_for_load_state("load")
             if not urlparse(page.url).path.endswith("/" + chapters[1]):

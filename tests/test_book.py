@@ -63,6 +63,7 @@ def _tiny_book(root: Path) -> Path:
         root / "notebooks" / "01_alpha.ipynb",
         "Alpha",
         'work_dir: str = "work"  # cache folder\nn_components: int = 3  # number of components',
+        "%matplotlib inline\n"
         "import json, os, pathlib\n"
         "from fusi_nmf.plotting import plot_error_curve\n"
         "pathlib.Path(work_dir).mkdir(exist_ok=True)\n"
@@ -147,6 +148,8 @@ def test_build_tiny_book(tmp_path, monkeypatch):
     assert "noise on stderr</span>" not in beta_html  # the code is shown, not its stderr
     assert beta_html.count("noise on stderr") == 1
     assert "tag_injected-parameters" in beta_html and "tag_hide-input" in beta_html
+    # every script once (sphinx-thebe's configuration came twice: a console error)
+    assert alpha_html.count("const THEBE_JS_URL") == 1
     # launch buttons open the committed source notebook, not the untracked executed copy
     assert "urlpath=lab/tree/notebooks/02_beta.ipynb" in beta_html
 
@@ -264,7 +267,7 @@ def test_browser_check_detects_problems(tmp_path):
         key = f"book/broken.html @{width}"
         assert f"{key}: console error: boom" in problems
         # a script included twice is an error too: there is no ignore list
-        assert f"{key}: uncaught: " in problems and "THEBE_JS_URL" in problems
+        assert f"{key}: console error: uncaught: " in problems and "THEBE_JS_URL" in problems
         assert f"{key}: image alt text is a file name" in problems
         # the bare table overflows; the one in a scrolling box does not
         overflow = [p for p in report.problems() if p.startswith(f"{key}: wide content")]
