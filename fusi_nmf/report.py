@@ -613,7 +613,7 @@ def truth_map_columns(
         rows = []
         for s, comp in enumerate(recovery.attrs["components"][method]):
             if comp == 0:
-                rows.append(xr.zeros_like(true_maps.isel(source=s)))
+                rows.append(xr.zeros_like(true_maps.isel(source=s, drop=True)))
                 continue
             m = signed.isel(component=comp - 1, drop=True).transpose(
                 *true_maps.isel(source=s).dims)

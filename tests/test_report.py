@@ -131,6 +131,17 @@ def test_alternatives_and_recovery_by_method(fitted):
             assert np.corrcoef(a, b)[0, 1] > 0
 
 
+def test_fewer_components_than_sources_leave_blank_maps(fitted):
+    _, truth, z, _, _, _ = fitted
+    fits = report.fit_alternatives(z, 2, random_state=0)
+    table = report.recovery_by_method(fits, truth)
+    assert (table.attrs["components"]["PCA"].count(0)) == 1  # one source unmatched
+    columns = report.truth_map_columns(truth, fits, table)
+    unmatched = table.attrs["components"]["PCA"].index(0)
+    assert float(abs(columns["PCA"].isel(source=unmatched)).max()) == 0.0
+    assert columns["PCA"].sizes["source"] == 3
+
+
 def test_matched_to_truth_relabels_for_the_component_figure(fitted):
     _, truth, _, _, maps, tc = fitted
     out = report.matched_to_truth(maps, tc, truth)
