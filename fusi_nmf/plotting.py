@@ -1257,7 +1257,12 @@ _MODE_STYLE = {
     "temporal": {"color": "#1a5276", "marker": "o"},
     "spatial": {"color": "#c0392b", "marker": "s"},
 }
-_METRIC_LABELS = {"timecourse_r": "time-course |r|", "map_r": "map |r|"}
+_METRIC_LABELS = {
+    "timecourse_r": "time-course |r|",
+    "map_r": "map |r|",
+    "timecourse_corrected": "time-course |r| above chance",
+    "map_corrected": "map |r| above chance",
+}
 
 
 @_styled

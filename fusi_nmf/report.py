@@ -33,7 +33,6 @@ from sklearn.exceptions import ConvergenceWarning
 from fusi_nmf.metrics import correlation_matrix, match_components, source_recovery
 
 __all__ = [
-    "CLEANING_STEPS",
     "NUISANCES",
     "cleaning_view",
     "component_readings",
@@ -398,38 +397,33 @@ def without_paths(data: xr.DataArray) -> xr.DataArray:
 
 
 # --------------------------------------------------------------------------- chapter 3
-#: Rows of the shipped cleaning table for the default chain's steps alone (and the two
-#: optional steps), in the order the chain applies them.
-CLEANING_STEPS = (
-    "+ censor FD > 0.05 mm", "+ censor DVARS > 4 z", "+ detrend order 1",
-    "+ high-pass 0.01 Hz", "+ smooth 0.2 mm", "+ global regression", "+ brain mask",
-)
-
-
 def cleaning_view(
-    measured: pd.DataFrame, steps: Sequence[str] = CLEANING_STEPS
+    measured: pd.DataFrame, steps: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Chapter 3's cleaning table in reading order, with two-level column labels.
+    """Chapter 3's cleaning table in reading order: recovery beside its chance level.
 
-    Returns the table (rows: raw, registered, each of ``steps`` alone, the default chain;
-    columns ``(mode, recovery)``) rounded to 2 decimals, and the row labels of the steps.
-    The shipped table also holds other settings (e.g. a 0.03 Hz high-pass) and partial
-    chains; they are left out here.
+    Rows: the reference analysis (when measured), raw, registered, each of ``steps`` alone
+    (default: every ``"+ ..."`` row) and the default chain(s); columns ``(mode, measure)``
+    with the matched ``|r|`` and its chance level for time courses and maps, rounded to 2
+    decimals. Also returns the row labels of the steps.
     """
+    if steps is None:
+        steps = [c for c in measured.index if str(c).startswith("+ ")]
     missing = [s for s in steps if s not in measured.index]
     if missing:
         raise ValueError(f"rows {missing} are not in the cleaning table "
                          f"({list(measured.index)}); pass steps= rows it has.")
     steps = list(steps)
-    rows = ["raw", "registered", *steps, "default chain"]
-    columns = ["temporal_timecourse_r", "temporal_map_r", "spatial_timecourse_r",
-               "spatial_map_r"]
-    view = measured.loc[rows, columns].copy()
+    first = [r for r in measured.index if str(r).startswith("reference")]
+    chains = [r for r in measured.index if str(r).startswith("default chain")]
+    rows = [*first, "raw", "registered", *steps, *chains]
+    labels = {"timecourse_r": "time course |r|", "timecourse_chance": "chance",
+              "map_r": "map |r|", "map_chance": "chance "}
+    columns = [(mode, key) for mode in ("temporal", "spatial") for key in labels
+               if f"{mode}_{key}" in measured.columns]
+    view = measured.loc[rows, [f"{m}_{k}" for m, k in columns]].copy()
     view.columns = pd.MultiIndex.from_tuples(
-        [(f"{c.split('_')[0]} NMF",
-          "time course |r|" if "timecourse" in c else "map |r|") for c in columns],
-        names=["mode", "recovery"],
-    )
+        [(f"{m} NMF", labels[k]) for m, k in columns], names=["mode", "measure"])
     return view.round(2), steps
 
 

@@ -175,9 +175,14 @@ def test_without_paths_and_cleaning_view():
     from fusi_nmf.signal import cleaning_recovery_table
 
     view, steps = report.cleaning_view(cleaning_recovery_table())
-    assert list(view.index[:2]) == ["raw", "registered"] and view.index[-1] == "default chain"
+    rows = list(view.index)
+    assert rows.index("raw") < rows.index("registered") < rows.index(steps[0])
+    assert rows[-1] == "default chain"
     assert steps and all(s.startswith("+ ") for s in steps)
-    assert isinstance(view.columns, pd.MultiIndex) and view.shape[1] == 4
+    # every recovery number stands beside its chance level
+    assert isinstance(view.columns, pd.MultiIndex)
+    measures = list(view.columns.get_level_values("measure"))
+    assert measures.count("time course |r|") == 2 and measures.count("chance") == 2
 
 
 def test_shift_chance_is_low_for_unrelated_and_beaten_by_a_real_match():
