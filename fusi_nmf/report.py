@@ -10,6 +10,8 @@ call and a figure's reading is computed from the results rather than typed in:
 * :func:`cleaning_view`: chapter 3's recovery table in reading order;
 * :func:`signed_maps`, :func:`hoyer_sparsity`, :func:`factor_summary`,
   :func:`mode_agreement`: chapter 5's comparison of the two NMF modes;
+* :func:`chance_truths`, :func:`recovery_table`: recovery scores with their chance
+  levels (:func:`fusi_nmf.metrics.recovery_with_chance`) for chapters 4, 5 and 7;
 * :func:`fit_alternatives`, :func:`recovery_by_method`, :func:`matched_to_truth`,
   :func:`truth_map_columns`: chapter 7's comparison with PCA and (temporal and spatial)
   ICA, and the recovered maps beside the true ones.
@@ -30,19 +32,29 @@ import xarray as xr
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from fusi_nmf.metrics import correlation_matrix, match_components, source_recovery
+from fusi_nmf.metrics import (
+    correlation_matrix,
+    match_components,
+    recovery_with_chance,
+    source_recovery,
+)
+from fusi_nmf.simulate import simulate_recording
 
 __all__ = [
     "NUISANCES",
+    "RECOVERY_COLUMNS",
+    "chance_truths",
     "cleaning_view",
     "component_readings",
     "describe_components",
+    "describe_recovery",
     "factor_summary",
     "fit_alternatives",
     "hoyer_sparsity",
     "matched_to_truth",
     "mode_agreement",
     "recovery_by_method",
+    "recovery_table",
     "shift_chance_r",
     "signed_maps",
     "split_half_r",
@@ -157,6 +169,54 @@ def shift_chance_r(
     return float(np.quantile(best, quantile))
 
 
+def chance_truths(preset: str, seed: int, n: int = 2) -> list[xr.Dataset]:
+    """Ground truths of ``n`` other simulated recordings, for chance levels.
+
+    The recordings of simulator seeds ``seed + 1 ... seed + n`` of the same ``preset``
+    (same brain, same size, other sources): scoring a fit against their sources gives
+    the map chance level of :func:`fusi_nmf.metrics.recovery_with_chance`.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    return [simulate_recording(preset, seed + i) for i in range(1, n + 1)]
+
+
+#: Columns of :func:`recovery_table`.
+RECOVERY_COLUMNS = ("time course |r|", "time course chance", "time course corrected",
+                    "map |r|", "map chance", "map corrected")
+
+
+def recovery_table(
+    fits: Mapping[str, tuple[xr.DataArray, xr.DataArray]],
+    truth: xr.Dataset,
+    other_truths: Sequence[xr.Dataset] = (),
+) -> pd.DataFrame:
+    """One row per fit: matched recovery of the planted sources beside its chance level.
+
+    Each row is :func:`fusi_nmf.metrics.recovery_with_chance` of a ``(timecourses, maps)``
+    pair: the mean one-to-one matched ``|r|`` over sources, its chance level (circularly
+    shifted truth; ``other_truths``' sources, see :func:`chance_truths`) and the
+    chance-corrected score ``(r - chance) / (1 - chance)`` (0 at chance, 1 perfect), for
+    time courses and for signed maps. Columns: :data:`RECOVERY_COLUMNS`.
+    """
+    rows = {}
+    for name, (tc, maps) in fits.items():
+        s = recovery_with_chance(tc, maps, truth, other_truths=list(other_truths))
+        rows[name] = [s["timecourse_r"], s["timecourse_chance"], s["timecourse_corrected"],
+                      s["map_r"], s["map_chance"], s["map_corrected"]]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(RECOVERY_COLUMNS))
+
+
+def describe_recovery(row: pd.Series, name: str = "") -> str:
+    """One sentence reading a :func:`recovery_table` row, chance beside every score."""
+    def part(what: str) -> str:
+        r, chance, corr = (row[f"{what} {c}"] for c in ("|r|", "chance", "corrected"))
+        if not np.isfinite(chance):
+            return f"{what} |r| {r:.2f} (no chance level: give other truths)"
+        return f"{what} |r| {r:.2f} against {chance:.2f} by chance ({corr:+.2f} chance-corrected)"
+    return (f"{name}: " if name else "") + f"{part('time course')}; {part('map')}"
+
+
 # --------------------------------------------------------------------------- readings
 def split_half_r(split: xr.DataArray, maps: xr.DataArray, **nmf_params: Any) -> np.ndarray:
     """Per component: how well its map comes back when each half of the recording is fit alone.
@@ -194,6 +254,7 @@ def component_readings(
     motion: xr.Dataset | None = None,
     truth: xr.Dataset | None = None,
     reproducibility: np.ndarray | None = None,
+    other_truths: Sequence[xr.Dataset] = (),
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per component with what a reader judges it by, numbered from 1.
@@ -220,7 +281,10 @@ def component_readings(
       signed map with the true map.
 
     ``attrs["chance_r"]`` holds the chance level (:func:`shift_chance_r`, 95th
-    percentile) used for ``truth``.
+    percentile) used for ``truth``; with ``other_truths`` (:func:`chance_truths`),
+    ``attrs["map_chance_r"]`` holds the map's: the 95th percentile over components of
+    the best map ``|r|`` against the sources of those other recordings (smooth maps
+    correlate by chance, so this is far from 0).
     """
     tc = np.asarray(timecourses.transpose("time", "component").values, dtype=float)
     flat = _flat_maps(maps)
@@ -270,6 +334,14 @@ def component_readings(
             r_map[c, b] if b < truth.sizes["source"] else np.nan for c, b in enumerate(best)
         ]
         table.attrs["chance_r"] = chance
+        if other_truths:
+            best_other = [
+                np.abs(correlation_matrix(_flat_maps(signed), np.asarray(
+                    o["source_maps"].transpose(*true_maps.dims).values).reshape(
+                        o.sizes["source"], -1))).max(axis=1)
+                for o in other_truths
+            ]
+            table.attrs["map_chance_r"] = float(np.quantile(np.concatenate(best_other), 0.95))
         table.attrs["n_sources"] = int(truth.sizes["source"])
     return table
 
@@ -346,6 +418,12 @@ def describe_components(table: pd.DataFrame, method: str = "NMF") -> str:
             f"\nA match counts when its |r| beats {chance:.2f}, the 95th percentile of the "
             "best |r| after shifting the true courses by random circular lags (chance)."
         )
+        if "map_chance_r" in table.attrs:
+            lines.append(
+                f"A map |r| means little below {table.attrs['map_chance_r']:.2f}: the 95th "
+                "percentile of the best map |r| of these components against the sources "
+                "of other simulated recordings (smooth maps correlate by chance)."
+            )
         return "\n".join(lines)
     first = table["extent %"].idxmin()
     wide = table["extent %"].idxmax()
@@ -434,13 +512,16 @@ def factor_summary(
     *,
     explained_variance: float | None = None,
     truth: xr.Dataset | None = None,
+    other_truths: Sequence[xr.Dataset] = (),
 ) -> dict[str, float]:
     """Scale, sparsity and (with ``truth``) source recovery of one fit, as one table row.
 
     ``map max`` and ``time course max`` show where the factorisation put the scale;
     ``map sparsity`` and ``time course sparsity`` are mean :func:`hoyer_sparsity`
     over components (scale-free); ``source map |r|`` / ``source time course |r|`` the
-    mean over planted sources of the matched ``|r|`` (:func:`fusi_nmf.metrics.source_recovery`).
+    mean over planted sources of the one-to-one matched ``|r|``, each beside its chance
+    level (``... chance``; :func:`fusi_nmf.metrics.recovery_with_chance`, the map chance
+    from ``other_truths``, NaN without them).
     """
     flat = _flat_maps(maps)
     tc = np.asarray(timecourses.transpose("component", "time").values, dtype=float)
@@ -453,9 +534,11 @@ def factor_summary(
     if explained_variance is not None:
         row["explained variance"] = float(explained_variance)
     if truth is not None:
-        rec = source_recovery(timecourses, maps, truth)
-        row["source map |r|"] = float(rec["map_r"].fillna(0).mean())
-        row["source time course |r|"] = float(rec["timecourse_r"].fillna(0).mean())
+        rec = recovery_with_chance(timecourses, maps, truth, other_truths=list(other_truths))
+        row["source map |r|"] = rec["map_r"]
+        row["source map chance"] = rec["map_chance"]
+        row["source time course |r|"] = rec["timecourse_r"]
+        row["source time course chance"] = rec["timecourse_chance"]
     return row
 
 

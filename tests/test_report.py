@@ -191,3 +191,44 @@ def test_shift_chance_is_low_for_unrelated_and_beaten_by_a_real_match():
     chance = report.shift_chance_r(ref + 0.1 * rng.normal(size=(500, 1)), ref)
     assert chance < 0.5
     assert abs(np.corrcoef(ref[:, 0], ref[:, 0] + 0.1 * rng.normal(size=500))[0, 1]) > chance
+
+
+def _other_truth(truth: xr.Dataset, shift: int) -> xr.Dataset:
+    """Another recording's ground truth: sources moved across the field of view."""
+    maps = np.roll(truth["source_maps"].values, shift, axis=-1)
+    return truth.assign(source_maps=(truth["source_maps"].dims, maps))
+
+
+def test_recovery_table_puts_chance_beside_every_score(fitted):
+    _, truth, _, _, maps, tc = fitted
+    others = [_other_truth(truth, 8), _other_truth(truth, 16)]
+    perfect_tc = truth["source_timecourses"].rename(source="component")
+    perfect_maps = truth["source_maps"].rename(source="component")
+    table = report.recovery_table({"NMF": (tc, maps), "truth": (perfect_tc, perfect_maps)},
+                                  truth, others)
+    assert list(table.columns) == list(report.RECOVERY_COLUMNS)
+    assert table.loc["truth", "time course |r|"] == pytest.approx(1.0)
+    assert table.loc["truth", "time course corrected"] == pytest.approx(1.0)
+    assert table.loc["truth", "map corrected"] == pytest.approx(1.0)
+    nmf = table.loc["NMF"]
+    # the fit beats both chance levels, which are well above 0 but below the fit
+    assert 0 < nmf["time course chance"] < nmf["time course |r|"]
+    assert 0 < nmf["map chance"] < nmf["map |r|"]
+    text = report.describe_recovery(nmf, "NMF")
+    assert "by chance" in text and f"{nmf['map chance']:.2f}" in text
+    # without other truths the map has no chance level, and the reading says so
+    bare = report.recovery_table({"NMF": (tc, maps)}, truth).loc["NMF"]
+    assert np.isnan(bare["map chance"])
+    assert "no chance level" in report.describe_recovery(bare)
+
+
+def test_readings_and_factor_summary_carry_map_chance(fitted):
+    _, truth, _, _, maps, tc = fitted
+    others = [_other_truth(truth, 8), _other_truth(truth, 16)]
+    table = report.component_readings(maps, tc, truth=truth, other_truths=others)
+    chance = table.attrs["map_chance_r"]
+    assert 0 < chance < table["map |r|"].max()
+    assert f"{chance:.2f}" in report.describe_components(table)
+    row = report.factor_summary(tc, maps, truth=truth, other_truths=others)
+    assert row["source map chance"] < row["source map |r|"]
+    assert row["source time course chance"] < row["source time course |r|"]
