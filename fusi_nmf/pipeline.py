@@ -248,6 +248,31 @@ class PipelineConfig:
             "global_regression": bool(self.global_regression),
         }
 
+    def nmf_settings(self, mode: str = "temporal") -> dict[str, str]:
+        """What the ``analysis`` decides about the NMF estimator, for ``mode``.
+
+        Keyword arguments for :class:`fusi_nmf.decomposition.NMF`: ``solver`` (the
+        configured one; ``"cd"`` under ``analysis="reference"``) and ``timecourses``
+        (``"projection"``, the reference example's centred projection of the data onto
+        the maps, for spatial mode under ``analysis="reference"``; else ``"factor"``).
+        :meth:`Workspace.nmf` and the book's chapters both fit with these, so a chapter
+        run with ``analysis="reference"`` fits what the pipeline fits.
+
+        Parameters
+        ----------
+        mode : {"temporal", "spatial"}
+            NMF mode.
+
+        Returns
+        -------
+        dict
+            ``{"solver": ..., "timecourses": ...}``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        projection = self.analysis == "reference" and mode == "spatial"
+        return {"solver": self.solver, "timecourses": "projection" if projection else "factor"}
+
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> PipelineConfig:
         """Build from a dict, rejecting unknown keys with the list of valid ones."""
@@ -686,8 +711,7 @@ class Workspace:
         } | nmf_params
         # before any stage runs: a k the data cannot hold fails now, not after cleaning
         check_n_components(settings["n_components"], self.timed(), self.config)
-        settings["solver"] = cfg.solver
-        settings["timecourses"] = "projection" if cfg.analysis == "reference" else "factor"
+        settings |= cfg.nmf_settings(mode)
         models: dict[str, Any] = {}
 
         def compute(split: xr.DataArray) -> xr.Dataset:

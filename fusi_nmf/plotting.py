@@ -1189,6 +1189,7 @@ def plot_recovery(
     *,
     value: str | Sequence[str] | None = None,
     ylabel: str = "correlation with ground truth",
+    chance: float | None = None,
     title: str | None = None,
 ) -> Figure:
     """Bars of per-source recovery scores (e.g. correlation with the true source).
@@ -1203,6 +1204,9 @@ def plot_recovery(
         Column(s) to draw.
     ylabel : str
         y-axis label.
+    chance : float, optional
+        Chance level of the score, drawn as a dashed line labelled "chance" (a bar
+        means something only above it).
     title : str, optional
         Figure title.
 
@@ -1243,9 +1247,12 @@ def plot_recovery(
     lo = min(0.0, float(np.nanmin(frame.to_numpy(dtype=float))))
     ax.set_ylim(lo, max(1.0, float(np.nanmax(frame.to_numpy(dtype=float)))) * 1.02)
     ax.axhline(0.0, color="#999999", linewidth=0.5)
-    if n_cols > 1:  # above the bars, never on them
+    if chance is not None and np.isfinite(chance):
+        ax.axhline(float(chance), color="#555555", linestyle="--", linewidth=1.0,
+                   label=f"chance ({float(chance):.2f})")
+    if n_cols > 1 or chance is not None:  # above the bars, never on them
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
-                  ncols=min(n_cols, 4))
+                  ncols=min(n_cols + (chance is not None), 4))
     ax.grid(True, axis="y", color="#dddddd", linewidth=0.5)
     _style_axes(ax)
     if title:

@@ -80,6 +80,17 @@ def test_reference_config_sets_no_cleaning_and_cd():
         PipelineConfig(censor_method="zap")
 
 
+def test_nmf_settings_map_the_analysis_to_the_estimator():
+    ref = PipelineConfig(analysis="reference")
+    assert ref.nmf_settings("spatial") == {"solver": "cd", "timecourses": "projection"}
+    assert ref.nmf_settings("temporal") == {"solver": "cd", "timecourses": "factor"}
+    for mode in ("temporal", "spatial"):
+        assert PipelineConfig().nmf_settings(mode) == {"solver": "hals", "timecourses": "factor"}
+    assert PipelineConfig(solver="mu").nmf_settings("spatial")["solver"] == "mu"
+    with pytest.raises(ValueError, match="mode"):
+        ref.nmf_settings("both")
+
+
 def test_reference_pipeline_outputs(tmp_path: Path, small_recording_path: Path) -> None:
     ws = Workspace(tmp_path / "work", preset="small", analysis="reference", n_components=4,
                    max_iter=200, progress=False)
