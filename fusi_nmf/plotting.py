@@ -54,6 +54,7 @@ __all__ = [
     "plot_registration_qc",
     "plot_sign_split",
     "plot_similarity",
+    "plot_snr_sweep",
     "plot_timeseries",
     "plot_volume",
 ]
@@ -1371,6 +1372,105 @@ def plot_cleaning_effect(
         handles.append(Line2D([], [], color="#7f8c8d", linestyle=":", linewidth=1.0))
         labels.append(f"{reference} (reference)")
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
+    return fig
+
+
+_ANALYSIS_STYLE = {
+    "default": {"color": "#1a5276", "marker": "o", "label": "default chain"},
+    "reference": {"color": "#b9770e", "marker": "s", "label": "reference analysis"},
+}
+
+
+@_styled
+def plot_snr_sweep(
+    table: pd.DataFrame,
+    *,
+    mode: str = "temporal",
+    metric: str = "timecourse",
+    title: str | None = None,
+) -> Figure:
+    """Chance-corrected recovery across source amplitude, one panel per noise level.
+
+    For each analysis (``default`` chain and ``reference``, the ConfUSIus example) a
+    line of ``{metric}_corrected`` against source amplitude, with the s.d. over seeds as
+    error bars where the table has ``{metric}_corrected_sd``; the ceiling of the same
+    analysis (``{metric}_corrected_ceiling``: the recording simulated without motion or
+    nuisances) as a dashed line in its colour; chance (0 after correction) as a grey line.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`fusi_nmf.metrics.validation_table` ``("snr_sweep")``: columns
+        ``amplitude``, ``noise_sd``, ``analysis``, ``mode`` and the scores
+        (:data:`fusi_nmf.metrics.VALIDATION_COLUMNS`).
+    mode : str, default "temporal"
+        NMF mode to draw.
+    metric : {"timecourse", "map"}
+        Which recovery score.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``table`` is not a DataFrame.
+    ValueError
+        A needed column is missing, or no row has this ``mode``.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}.")
+    value = f"{metric}_corrected"
+    needed = ["amplitude", "noise_sd", "analysis", "mode", value]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"columns {missing} not in table (columns: {list(table.columns)}); pass "
+            "fusi_nmf.metrics.validation_table('snr_sweep')."
+        )
+    rows = table[table["mode"] == mode]
+    if rows.empty:
+        raise ValueError(f"no row has mode={mode!r} (modes: {sorted(set(table['mode']))}).")
+    amplitudes = list(dict.fromkeys(rows["amplitude"]))  # the sweep's own order
+    noises = sorted(set(rows["noise_sd"]))
+    analyses = [a for a in _ANALYSIS_STYLE if a in set(rows["analysis"])]
+    analyses += sorted(set(rows["analysis"]) - set(analyses))
+    x = np.arange(len(amplitudes), dtype=float)
+    fig = _new_figure(2.9 * len(noises) + 0.8, 3.8)
+    axes = fig.subplots(1, len(noises), sharey=True, squeeze=False)[0]
+    for ax, noise in zip(axes, noises, strict=True):
+        ax.axhline(0.0, color="#7f8c8d", linewidth=1.0, label="chance")
+        for k, analysis in enumerate(analyses):
+            style = _ANALYSIS_STYLE.get(analysis, {"color": "#1e8449", "marker": "D",
+                                                   "label": str(analysis)})
+            cell = rows[(rows["noise_sd"] == noise) & (rows["analysis"] == analysis)]
+            cell = cell.set_index("amplitude").reindex(amplitudes)
+            sd = cell[f"{value}_sd"].to_numpy(dtype=float) if (
+                f"{value}_sd" in cell.columns) else None
+            ax.errorbar(x + (k - (len(analyses) - 1) / 2) * 0.08,
+                        cell[value].to_numpy(dtype=float), yerr=sd, fmt=style["marker"] + "-",
+                        color=style["color"], markersize=5, linewidth=1.2, elinewidth=0.8,
+                        capsize=2, label=style["label"])
+            if f"{value}_ceiling" in cell.columns:
+                ax.plot(x, cell[f"{value}_ceiling"].to_numpy(dtype=float), linestyle="--",
+                        color=style["color"], linewidth=1.0,
+                        label=f"{style['label']}: ceiling")
+        ax.set_title(f"noise s.d. {float(noise):g}")
+        ax.set_xticks(x, [str(a) for a in amplitudes])
+        ax.set_xlim(-0.4, len(amplitudes) - 0.6)
+        ax.set_xlabel("source peak change")
+        ax.grid(True, axis="y", color="#dddddd", linewidth=0.5)
+        _style_axes(ax)
+    label = _METRIC_LABELS.get(value, value.replace("_", " "))
+    axes[0].set_ylabel(f"{label}\n(0 chance, 1 perfect)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3),
+               frameon=False)
     if title:
         fig.suptitle(title, color=TEXTCOLOR)
     return fig

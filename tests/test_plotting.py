@@ -434,3 +434,45 @@ def test_model_selection_panels_recommended_line_and_threshold():
     assert [line.get_xdata()[0] for line in dashed] == [8]
     with pytest.raises(ValueError, match="nope"):
         plot_model_selection(table, ["nope"])
+
+
+def test_snr_sweep_draws_the_shipped_table_with_chance_and_ceiling():
+    from fusi_nmf.metrics import validation_table
+
+    table = validation_table("snr_sweep")
+    fig = fplot.plot_snr_sweep(table, title="sweep")
+    noises = sorted(set(table["noise_sd"]))
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == [f"noise s.d. {n:g}" for n in noises]
+    amplitudes = list(dict.fromkeys(table["amplitude"]))
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == amplitudes
+    # every panel: a chance line at 0, and per analysis a line of the shipped values
+    # and its ceiling, with the values of that noise level in amplitude order
+    for ax, noise in zip(axes, noises, strict=True):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        lines |= {bars.get_label(): bars.lines[0] for bars in ax.containers}  # errorbars
+        assert list(lines["chance"].get_ydata()) == [0.0, 0.0]
+        for analysis, label in (("default", "default chain"), ("reference",
+                                                               "reference analysis")):
+            rows = table[(table["mode"] == "temporal") & (table["noise_sd"] == noise)
+                         & (table["analysis"] == analysis)].set_index("amplitude")
+            np.testing.assert_allclose(lines[label].get_ydata(),
+                                       rows.loc[amplitudes, "timecourse_corrected"])
+            np.testing.assert_allclose(lines[f"{label}: ceiling"].get_ydata(),
+                                       rows.loc[amplitudes, "timecourse_corrected_ceiling"])
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out (constrained layout)
+    assert all(not _inside(fig.legends[0], ax) for ax in axes)
+    spatial = fplot.plot_snr_sweep(table, mode="spatial", metric="map")
+    assert "map" in spatial.axes[0].get_ylabel()
+    with pytest.raises(ValueError, match="mode"):
+        fplot.plot_snr_sweep(table, mode="both")
+    with pytest.raises(ValueError, match="not in table"):
+        fplot.plot_snr_sweep(table.drop(columns="noise_sd"))
+
+
+def test_recovery_bars_draw_the_chance_level():
+    table = pd.DataFrame({"NMF": [0.9, 0.3]}, index=pd.Index([1, 2], name="source"))
+    ax = fplot.plot_recovery(table, chance=0.35).axes[0]
+    chance = [line for line in ax.get_lines() if line.get_label().startswith("chance")]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.35, 0.35]
+    assert ax.get_legend() is not None
