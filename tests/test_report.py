@@ -232,3 +232,21 @@ def test_readings_and_factor_summary_carry_map_chance(fitted):
     row = report.factor_summary(tc, maps, truth=truth, other_truths=others)
     assert row["source map chance"] < row["source map |r|"]
     assert row["source time course chance"] < row["source time course |r|"]
+
+
+def test_snr_sweep_reading_is_computed_from_the_table():
+    from fusi_nmf.metrics import validation_table
+
+    table = validation_table("snr_sweep")
+    text = report.describe_snr_sweep(table)
+    seeds = table.attrs["note"].split("seeds=[")[1].split("]")[0]
+    assert f"seeds {seeds}" in text
+    # flip the analyses: the reading must now find the default worse
+    flipped = table.assign(analysis=table["analysis"].map({"default": "reference",
+                                                           "reference": "default"}))
+    worse = report.describe_snr_sweep(flipped)
+    assert "worse than the reference at peaks 0.10-0.20" in worse
+    assert "peaks 0.20-0.35 (noise s.d. 0.03, 0.063, 0.12)" in worse.split("worse")[1]
+    assert "worse than the reference at no cell" in text
+    with pytest.raises(ValueError, match="mode"):
+        report.describe_snr_sweep(table, mode="both")
