@@ -21,6 +21,8 @@ _LABELS = {
     "split_half": "split-half reproducibility",
     "timecourse_r": "source recovery |r|",
     "map_r": "source map recovery |r|",
+    "timecourse_corrected": "time-course |r| above chance",
+    "map_corrected": "map |r| above chance",
 }
 
 

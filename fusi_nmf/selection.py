@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from fusi_nmf.decomposition import NMF
-from fusi_nmf.metrics import match_components, source_recovery
+from fusi_nmf.metrics import match_components, recovery_with_chance, source_recovery
 
 __all__ = [
     "DEFAULT_KS",
@@ -84,6 +84,7 @@ def select_components(
     tolerance: float = 0.05,
     stability_threshold: float = 0.8,
     n_jobs: int = 1,
+    other_truths: Sequence[xr.Dataset] = (),
 ) -> xr.Dataset:
     """Compare numbers of components on a workspace's data, in this process.
 
@@ -117,6 +118,9 @@ def select_components(
     n_jobs : int, default 1
         Fits run in parallel threads, each with one BLAS thread (the solver's heavy
         parts release the GIL). ``-1``: one per core.
+    other_truths : sequence of xarray.Dataset
+        Ground truths of other simulated recordings, for the map chance level of the
+        recovery (:func:`recovery_by_k`); the time-course chance needs none.
 
     Returns
     -------
@@ -125,7 +129,8 @@ def select_components(
         ``reconstruction_err``, ``explained_variance``, ``n_iter``, ``converged``
         (per fit); ``heldout_error``, ``heldout_error_sd``, ``stability``,
         ``stability_min`` and, with ground truth, ``timecourse_r``, ``map_r``,
-        ``timecourse_r_min`` (per ``k``). Attrs: ``recommended_k``, ``candidates``,
+        ``timecourse_r_min`` and the chance columns of :func:`recovery_by_k` (per ``k``).
+        Attrs: ``recommended_k``, ``candidates``,
         ``stable``, ``reason`` (from :func:`recommend_k`) and the settings used.
         ``to_dataframe()`` / ``.mean("random_state")`` give the tables.
 
@@ -197,7 +202,7 @@ def select_components(
     tables = [stability(maps)]
     truth = workspace.ground_truth()
     if truth is not None:
-        tables.append(recovery_by_k(maps, truth))
+        tables.append(recovery_by_k(maps, truth, other_truths))
     for table in tables:
         table = table.set_index("n_components").drop(columns="n_pairs", errors="ignore")
         for name in table.columns:
@@ -455,14 +460,20 @@ def bicv_curve(
 
 # ------------------------------------------------------------------------- recovery
 def recovery_by_k(
-    fits: dict[tuple[int, int], dict[str, xr.DataArray]], truth: xr.Dataset
+    fits: dict[tuple[int, int], dict[str, xr.DataArray]],
+    truth: xr.Dataset,
+    other_truths: Sequence[xr.Dataset] = (),
 ) -> pd.DataFrame:
     """Recovery of the planted sources for each ``k`` (averaged over seeds).
 
     For every fit, :func:`fusi_nmf.metrics.source_recovery` matches sources to components;
     ``timecourse_r`` and ``map_r`` are the mean over sources of the matched |r| (a source
     left without a component, when ``k`` is below the number of sources, counts as 0) and
-    ``timecourse_r_min`` the worst source's time-course |r|.
+    ``timecourse_r_min`` the worst source's time-course |r|. Beside them, from
+    :func:`fusi_nmf.metrics.recovery_with_chance` (one-to-one matching on each score
+    separately): ``timecourse_chance`` and ``map_chance`` (circularly shifted truth;
+    ``other_truths``' sources, NaN without them) and ``timecourse_corrected``,
+    ``map_corrected`` (``(r - chance) / (1 - chance)`` of that matching: 0 at chance).
     """
     rows = []
     for (k, seed), fit in sorted(fits.items()):
@@ -477,12 +488,16 @@ def recovery_by_k(
                 "timecourse_r": float(table["timecourse_r"].mean()),
                 "map_r": float(table["map_r"].mean()),
                 "timecourse_r_min": float(table["timecourse_r"].min()),
+                **{key: value for key, value in recovery_with_chance(
+                    fit["timecourses"], fit["maps"], truth, other_truths=list(other_truths)
+                ).items() if key.endswith(("chance", "corrected"))},
             }
         )
     out = pd.DataFrame(rows)
     if out.empty:
         raise ValueError("recovery_by_k got no fits")
-    columns = ["timecourse_r", "map_r", "timecourse_r_min"]
+    columns = ["timecourse_r", "map_r", "timecourse_r_min", "timecourse_chance", "map_chance",
+               "timecourse_corrected", "map_corrected"]
     return out.groupby("n_components", as_index=False)[columns].mean()
 
 

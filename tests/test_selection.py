@@ -131,6 +131,14 @@ def test_recovery_by_k_counts_a_missing_source_as_zero():
     assert row["timecourse_r"] == pytest.approx(0.5)
     assert row["map_r"] == pytest.approx(0.5)
     assert row["timecourse_r_min"] == 0.0
+    # chance beside the scores: white-noise truth shifted in time is unrelated
+    assert 0 < row["timecourse_chance"] < 0.5 * row["timecourse_r"]
+    assert np.isnan(row["map_chance"])  # no other recordings given
+    other = truth.assign(source_maps=(("source", "z", "y", "x"), rng.random((2, 1, 5, 4))))
+    row = selection.recovery_by_k({(1, 0): fit}, truth, [other]).iloc[0]
+    assert 0 < row["map_chance"] < row["map_r"]
+    assert row["map_corrected"] == pytest.approx((row["map_r"] - row["map_chance"])
+                                                 / (1 - row["map_chance"]))
 
 
 def test_split_half_stability_on_planted_data():
