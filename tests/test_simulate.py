@@ -17,6 +17,8 @@ from fusi_nmf.simulate import (
     simulated_dataset,
     write_simulated_dataset,
 )
+from fusi_nmf.simulate._base import _Grid
+from fusi_nmf.simulate.nuisance import _apply_motion
 
 DX, DY, DZ = 0.1, 0.04832, 0.4
 OFF = {"motion": False, "drift": False, "global_signal": False, "surges": False}
@@ -117,12 +119,12 @@ def test_motion_present_bounded_with_jumps(sim):
 
 
 def test_motion_convention_translation_and_rotation_in_mm():
-    grid = S._Grid((1, 41, 41))
+    grid = _Grid((1, 41, 41))
     img = np.full((1, 41, 41), 1.0)
     img[0, 20, 30] = 100.0  # 10 voxels = 1.0 mm to +x of the centre
     frames = np.repeat(img[None], 3, axis=0)
     params = np.array([[0.2, 0.0, 0.0], [0.0, 2 * DY, 0.0], [0.0, 0.0, 30.0]])
-    out = S._apply_motion(frames, params, grid)
+    out = _apply_motion(frames, params, grid)
     # +tx moves content to +x (2 voxels), +ty to +y (2 voxels)
     assert np.unravel_index(out[0, 0].argmax(), (41, 41)) == (20, 32)
     assert np.unravel_index(out[1, 0].argmax(), (41, 41)) == (22, 30)
