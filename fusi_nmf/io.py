@@ -70,6 +70,7 @@ import xarray as xr
 
 from fusi_nmf._atomic import _json_default, atomic_path, write_json
 from fusi_nmf._provenance import dataset_attrs
+from fusi_nmf._xr import SPATIAL_DIMS
 
 __all__ = [
     "load_nifti",
@@ -81,8 +82,7 @@ __all__ = [
     "to_snake_case",
 ]
 
-SPATIAL_DIMS = ("z", "y", "x")
-RECORDING_DIMS = ("time", "z", "y", "x")
+RECORDING_DIMS = ("time", *SPATIAL_DIMS)
 RECORDING_NAME = "power_doppler"
 
 # attrs that describe the file/array, not the acquisition: never written to the sidecar
