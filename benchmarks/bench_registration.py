@@ -16,7 +16,7 @@ Run on demand from the repository root (not part of the tests)::
   114 x 80; set ``FUSI_NMF_DATA``), wall and CPU time of the whole call, the ratio
   new / baseline, and accuracy against the simulator's ground-truth motion: both
   estimates are re-expressed relative to the unmoved brain with
-  :func:`fusi_nmf.registration.align_to_truth` and compared per frame (RMSE of
+  :func:`fusi_nmf.metrics.align_to_truth` and compared per frame (RMSE of
   tx, ty in voxels and rz in degrees). Chance level: the same RMSE for an estimate
   of no motion at all (the truth's own spread).
 * **Multi-slice** (``--multislice``, default on): 4 thick slices (0.4 mm apart),
@@ -57,7 +57,7 @@ from fusi_nmf import registration
 from fusi_nmf.datasets import recording_path
 from fusi_nmf.decomposition import NMF
 from fusi_nmf.io import load_recording
-from fusi_nmf.metrics import source_recovery
+from fusi_nmf.metrics import align_to_truth, source_recovery
 from fusi_nmf.signal import split_sign, standardize
 from fusi_nmf.simulate import load_ground_truth, simulate_recording
 
@@ -94,7 +94,7 @@ def load_baseline(rev: str) -> ModuleType:
 def inplane_rmse(est: xr.DataArray, truth: xr.DataArray, dx: float, dy: float
                  ) -> tuple[float, float, float]:
     """RMSE of tx, ty (voxels) and rz (degrees) after :func:`align_to_truth`."""
-    aligned = registration.align_to_truth(est, truth)
+    aligned = align_to_truth(est, truth)
     names = ["tx", "ty", "rz"]
     err = (aligned.sel(parameter=names) - truth.sel(parameter=names)).values
     rmse = np.sqrt((err**2).mean(axis=0))

@@ -7,6 +7,8 @@
   of a simulated recording (:func:`fusi_nmf.simulate.simulate_recording`).
 * :func:`compare_decompositions` scores NMF, PCA and FastICA on the same
   standardized recording against that ground truth.
+* :func:`align_to_truth` and :func:`motion_error_table` compare estimated motion with
+  a simulation's true motion.
 * :func:`recovery_with_chance` puts a chance level beside a recovery score:
   the same estimated components scored against ground truth they do not belong
   to (circularly time-shifted truth time courses, and/or the sources of other
@@ -33,12 +35,19 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
+# The body still lives in the registration package because notebooks 02 and 07 import it
+# from there (and registration, a lower layer, cannot import metrics); this is its public
+# home in the evaluation layer.
+from fusi_nmf.registration.evaluation import align_to_truth
+
 __all__ = [
     "VALIDATION_COLUMNS",
+    "align_to_truth",
     "chance_corrected",
     "compare_decompositions",
     "correlation_matrix",
     "match_components",
+    "motion_error_table",
     "recovery_with_chance",
     "source_recovery",
     "validation_table",
@@ -623,3 +632,85 @@ def validation_table(name: str = "cleaning") -> pd.DataFrame:
         table = table.set_index("condition")
     table.attrs["note"] = note.lstrip("# ").strip()
     return table
+
+
+# --------------------------------------------------------------------------- motion
+
+
+def _motion_parameters(motion: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
+    """The ``(time, parameter)`` DataArray of ``Workspace.motion()``, a truth or a DataArray."""
+    if isinstance(motion, xr.Dataset):
+        for key in ("parameters", "motion"):
+            if key in motion:
+                return motion[key]
+        raise ValueError(
+            f"{name} is a Dataset without a 'parameters' (or 'motion') variable "
+            f"(variables: {list(motion.data_vars)}); pass Workspace.motion()."
+        )
+    if not isinstance(motion, xr.DataArray):
+        raise TypeError(
+            f"{name} must be an xarray.Dataset or DataArray, got {type(motion).__name__}."
+        )
+    if set(motion.dims) != {"time", "parameter"}:
+        raise ValueError(
+            f"{name} must have dims ('time', 'parameter'), got {tuple(motion.dims)}."
+        )
+    return motion
+
+
+def motion_error_table(
+    estimated: xr.Dataset | xr.DataArray, truth: xr.Dataset | xr.DataArray
+) -> pd.DataFrame:
+    """Per-parameter error of estimated motion against the ground truth.
+
+    The registration measures motion relative to its reference image while the
+    simulator's truth is relative to the undisplaced brain; the two differ by the
+    (constant) position of the reference. ``rmse_offset_removed`` subtracts that
+    constant (the mean difference) before the root mean square, and is the number that
+    says how well the motion *trace* was recovered. (:func:`align_to_truth` removes
+    the offset by exact rigid composition instead, for rotations about an unknown
+    reference position.)
+
+    Parameters
+    ----------
+    estimated : xarray.Dataset or xarray.DataArray
+        ``Workspace.motion()`` or its ``parameters`` ``(time, parameter)``.
+    truth : xarray.Dataset or xarray.DataArray
+        Ground truth ``(time, parameter)`` (``Workspace.ground_truth()["motion"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``parameter``; columns ``units``, ``true_range`` (max - min of the truth),
+        ``rmse``, ``rmse_offset_removed``, ``max_abs_error`` (offset removed) and ``r``
+        (Pearson correlation over time).
+    """
+    est = _motion_parameters(estimated, "estimated")
+    ref = _motion_parameters(truth, "truth")
+    if est.sizes["time"] != ref.sizes["time"]:
+        raise ValueError(
+            f"estimated motion has {est.sizes['time']} frames but the truth has "
+            f"{ref.sizes['time']}; compare the same recording."
+        )
+    true_names = {str(v) for v in ref["parameter"].values}
+    rows = []
+    for p in [str(v) for v in est["parameter"].values]:
+        if p not in true_names:
+            continue
+        e = np.asarray(est.sel(parameter=p).values, dtype=float)
+        t = np.asarray(ref.sel(parameter=p).values, dtype=float)
+        diff = e - t
+        centred = diff - diff.mean()
+        r = float(np.corrcoef(e, t)[0, 1]) if e.std() > 0 and t.std() > 0 else 0.0
+        rows.append({
+            "parameter": p,
+            "units": "deg" if p.startswith("r") else "mm",
+            "true_range": float(t.max() - t.min()),
+            "rmse": float(np.sqrt(np.mean(diff**2))),
+            "rmse_offset_removed": float(np.sqrt(np.mean(centred**2))),
+            "max_abs_error": float(np.abs(centred).max()),
+            "r": r,
+        })
+    if not rows:
+        raise ValueError("estimated and truth share no motion parameter names.")
+    return pd.DataFrame(rows).set_index("parameter")

@@ -8,9 +8,11 @@ import pytest
 import xarray as xr
 
 from fusi_nmf.metrics import (
+    align_to_truth,
     chance_corrected,
     correlation_matrix,
     match_components,
+    motion_error_table,
     recovery_with_chance,
     source_recovery,
 )
@@ -288,3 +290,82 @@ def test_missing_component_counts_zero_and_bad_inputs():
         recovery_with_chance(tc.isel(time=slice(0, 100)), maps, truth)
     with pytest.raises(ValueError, match="n_shifts"):
         recovery_with_chance(tc, maps, truth, n_shifts=0)
+
+
+# --------------------------------------------------------------------------- motion
+
+def test_align_to_truth_removes_constant_offset():
+    truth = xr.DataArray(
+        np.column_stack([np.linspace(0, 0.2, 5), np.linspace(0.1, -0.1, 5),
+                         np.linspace(-1, 1, 5)]),
+        dims=("time", "parameter"), coords={"parameter": ["tx", "ty", "rz"]},
+    )
+    # estimate relative to a template that sits at W0 = (0.05, -0.03, 0.7 deg):
+    # M_t = T_t o W0^-1, i.e. R_M = R_T R0^T, t_M = t_T - R_M t0
+    r0 = np.radians(0.7)
+    t0 = np.array([0.05, -0.03])
+    est = truth.copy()
+    for i in range(5):
+        a = np.radians(truth.values[i, 2]) - r0
+        r_m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        est.values[i, :2] = truth.values[i, :2] - r_m @ t0
+        est.values[i, 2] = np.degrees(a)
+    np.testing.assert_allclose(align_to_truth(est, truth).values, truth.values, atol=1e-10)
+
+
+def test_align_to_truth_is_the_registration_packages_function():
+    # one definition: the evaluation layer re-exports it, notebooks still import it from
+    # fusi_nmf.registration until they switch
+    from fusi_nmf import registration
+
+    assert align_to_truth is registration.align_to_truth
+
+
+def _motion(n=50, seed=0) -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    return xr.DataArray(
+        np.cumsum(rng.normal(0, 0.01, (n, 3)), axis=0),
+        dims=("time", "parameter"),
+        coords={"time": 0.3 * np.arange(n), "parameter": ["tx", "ty", "rz"]},
+    )
+
+
+def test_motion_error_table_separates_offset_from_trace_error():
+    est = _motion()
+    table = motion_error_table(xr.Dataset({"parameters": est}), est + 0.05)
+    assert list(table.index) == ["tx", "ty", "rz"]
+    np.testing.assert_allclose(table["rmse"], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(table["rmse_offset_removed"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(table["r"], 1.0)
+    assert table.loc["rz", "units"] == "deg" and table.loc["tx", "units"] == "mm"
+
+
+def test_motion_error_table_trace_error_matches_a_direct_computation():
+    truth = _motion(seed=1)
+    noise = _motion(seed=2) - _motion(seed=2).mean("time")
+    est = (truth + noise + 0.2).sel(parameter=["rz", "tx"])  # subset, other order
+    table = motion_error_table(est, xr.Dataset({"motion": truth}))
+    assert list(table.index) == ["rz", "tx"]
+    for p in ("rz", "tx"):
+        d = noise.sel(parameter=p).values
+        np.testing.assert_allclose(table.loc[p, "rmse_offset_removed"], np.sqrt(np.mean(d**2)))
+        np.testing.assert_allclose(table.loc[p, "max_abs_error"], np.abs(d).max())
+        np.testing.assert_allclose(
+            table.loc[p, "r"], np.corrcoef(est.sel(parameter=p), truth.sel(parameter=p))[0, 1]
+        )
+        t = truth.sel(parameter=p).values
+        assert table.loc[p, "true_range"] == pytest.approx(t.max() - t.min())
+
+
+def test_motion_error_table_errors():
+    est = _motion()
+    with pytest.raises(ValueError, match="frames"):
+        motion_error_table(est, est.isel(time=slice(0, 10)))
+    with pytest.raises(ValueError, match="share no motion parameter"):
+        motion_error_table(est, est.assign_coords(parameter=["a", "b", "c"]))
+    with pytest.raises(ValueError, match="'parameters'"):
+        motion_error_table(xr.Dataset({"x": est}), est)
+    with pytest.raises(ValueError, match="dims"):
+        motion_error_table(est.rename(parameter="p"), est)
+    with pytest.raises(TypeError, match="truth"):
+        motion_error_table(est, est.values)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from fusi_nmf.metrics import align_to_truth
 from fusi_nmf.registration import (
-    align_to_truth,
     choose_model,
     framewise_displacement,
     register_volumewise,
@@ -315,24 +315,6 @@ def test_registration_qc_numbers_and_images(small_sim):
     assert float(qc["std_after"].mean()) < float(qc["std_before"].mean())
     assert qc["correlation_before"].dims == ("time",)
 
-
-def test_align_to_truth_removes_constant_offset():
-    truth = xr.DataArray(
-        np.column_stack([np.linspace(0, 0.2, 5), np.linspace(0.1, -0.1, 5),
-                         np.linspace(-1, 1, 5)]),
-        dims=("time", "parameter"), coords={"parameter": ["tx", "ty", "rz"]},
-    )
-    # estimate relative to a template that sits at W0 = (0.05, -0.03, 0.7 deg):
-    # M_t = T_t o W0^-1, i.e. R_M = R_T R0^T, t_M = t_T - R_M t0
-    r0 = np.radians(0.7)
-    t0 = np.array([0.05, -0.03])
-    est = truth.copy()
-    for i in range(5):
-        a = np.radians(truth.values[i, 2]) - r0
-        r_m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        est.values[i, :2] = truth.values[i, :2] - r_m @ t0
-        est.values[i, 2] = np.degrees(a)
-    np.testing.assert_allclose(align_to_truth(est, truth).values, truth.values, atol=1e-10)
 
 
 def test_fourier_resampling_matches_the_unmoved_texture():

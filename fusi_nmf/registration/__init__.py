@@ -32,8 +32,8 @@ Method (numpy/scipy only, all frames batched), one module per job:
 * :mod:`~fusi_nmf.registration.geometry`, :mod:`~fusi_nmf.registration.interpolation`:
   rotations, the voxel grid and sampling, shared by the above.
 * :mod:`~fusi_nmf.registration.evaluation`: comparison with a simulated ground
-  truth (:func:`align_to_truth`), an evaluation helper that belongs in
-  :mod:`fusi_nmf.metrics`.
+  truth (:func:`align_to_truth`), public as :func:`fusi_nmf.metrics.align_to_truth`;
+  kept here until the notebooks import it from there.
 """
 
 from fusi_nmf.registration.evaluation import align_to_truth

@@ -1,7 +1,9 @@
 """Evaluation against a known ground truth (simulations); not used by the registration.
 
-This belongs with the other evaluation helpers in :mod:`fusi_nmf.metrics`; it lives
-here, importable as ``fusi_nmf.registration.align_to_truth``, until it moves there.
+Public as :func:`fusi_nmf.metrics.align_to_truth` (the evaluation layer). The body stays
+here while notebooks 02 and 07 import ``fusi_nmf.registration.align_to_truth``: the
+registration package sits below metrics and cannot import it. Once they import it from
+metrics, move the body to :mod:`fusi_nmf.metrics` and drop this module.
 """
 
 from __future__ import annotations
