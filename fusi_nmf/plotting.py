@@ -37,6 +37,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fusi_nmf._xr import SPATIAL_DIMS
+from fusi_nmf.metrics import correlation_matrix, match_components
+
+# the table lives in the evaluation layer; re-exported for the chapters that import it here
+from fusi_nmf.metrics import motion_error_table as motion_error_table
 
 __all__ = [
     "TitledFigure",
@@ -1511,8 +1515,6 @@ def plot_component_match(
     -------
     matplotlib.figure.Figure
     """
-    from fusi_nmf.metrics import correlation_matrix, match_components
-
     sa, sb = _signed(_require_dataarray(a, "a")), _signed(_require_dataarray(b, "b"))
     if "component" not in sa.dims or "component" not in sb.dims:
         raise ValueError(f"a and b need a 'component' dim, got {sa.dims} and {sb.dims}.")
@@ -1614,58 +1616,3 @@ def plot_map_columns(
     if title:
         fig.suptitle(title, color=TEXTCOLOR)
     return fig
-
-
-def motion_error_table(
-    estimated: xr.Dataset | xr.DataArray, truth: xr.Dataset | xr.DataArray
-) -> pd.DataFrame:
-    """Per-parameter error of estimated motion against the ground truth.
-
-    The registration measures motion relative to its reference image while the
-    simulator's truth is relative to the undisplaced brain; the two differ by the
-    (constant) position of the reference. ``rmse_offset_removed`` subtracts that
-    constant (the mean difference) before the root mean square, and is the number that
-    says how well the motion *trace* was recovered.
-
-    Parameters
-    ----------
-    estimated : xarray.Dataset or xarray.DataArray
-        ``Workspace.motion()`` or its ``parameters`` ``(time, parameter)``.
-    truth : xarray.Dataset or xarray.DataArray
-        Ground truth ``(time, parameter)`` (``Workspace.ground_truth()["motion"]``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``parameter``; columns ``units``, ``true_range`` (max - min of the truth),
-        ``rmse``, ``rmse_offset_removed``, ``max_abs_error`` (offset removed) and ``r``
-        (Pearson correlation over time).
-    """
-    est = _motion_parameters(estimated, "estimated")[0]
-    ref = _motion_parameters(truth, "truth")[0]
-    if est.sizes["time"] != ref.sizes["time"]:
-        raise ValueError(
-            f"estimated motion has {est.sizes['time']} frames but the truth has "
-            f"{ref.sizes['time']}; compare the same recording."
-        )
-    rows = []
-    for p in [str(v) for v in est["parameter"].values]:
-        if p not in [str(v) for v in ref["parameter"].values]:
-            continue
-        e = np.asarray(est.sel(parameter=p).values, dtype=float)
-        t = np.asarray(ref.sel(parameter=p).values, dtype=float)
-        diff = e - t
-        centred = diff - diff.mean()
-        r = float(np.corrcoef(e, t)[0, 1]) if e.std() > 0 and t.std() > 0 else 0.0
-        rows.append({
-            "parameter": p,
-            "units": "deg" if p.startswith("r") else "mm",
-            "true_range": float(t.max() - t.min()),
-            "rmse": float(np.sqrt(np.mean(diff**2))),
-            "rmse_offset_removed": float(np.sqrt(np.mean(centred**2))),
-            "max_abs_error": float(np.abs(centred).max()),
-            "r": r,
-        })
-    if not rows:
-        raise ValueError("estimated and truth share no motion parameter names.")
-    return pd.DataFrame(rows).set_index("parameter")

@@ -313,14 +313,6 @@ def test_align_to_truth_removes_constant_offset():
     np.testing.assert_allclose(align_to_truth(est, truth).values, truth.values, atol=1e-10)
 
 
-def test_align_to_truth_is_the_registration_packages_function():
-    # one definition: the evaluation layer re-exports it, notebooks still import it from
-    # fusi_nmf.registration until they switch
-    from fusi_nmf import registration
-
-    assert align_to_truth is registration.align_to_truth
-
-
 def _motion(n=50, seed=0) -> xr.DataArray:
     rng = np.random.default_rng(seed)
     return xr.DataArray(

@@ -31,12 +31,11 @@ Method (numpy/scipy only, all frames batched), one module per job:
   correlation and images.
 * :mod:`~fusi_nmf.registration.geometry`, :mod:`~fusi_nmf.registration.interpolation`:
   rotations, the voxel grid and sampling, shared by the above.
-* :mod:`~fusi_nmf.registration.evaluation`: comparison with a simulated ground
-  truth (:func:`align_to_truth`), public as :func:`fusi_nmf.metrics.align_to_truth`;
-  kept here until the notebooks import it from there.
+
+Comparing an estimate with a simulated ground truth is evaluation, not registration:
+see :func:`fusi_nmf.metrics.align_to_truth`.
 """
 
-from fusi_nmf.registration.evaluation import align_to_truth
 from fusi_nmf.registration.geometry import PARAMS_2D, PARAMS_3D
 from fusi_nmf.registration.quality import FD_RADIUS_MM, framewise_displacement, registration_qc
 from fusi_nmf.registration.volumewise import MODELS, choose_model, register_volumewise
@@ -46,7 +45,6 @@ __all__ = [
     "MODELS",
     "PARAMS_2D",
     "PARAMS_3D",
-    "align_to_truth",
     "choose_model",
     "framewise_displacement",
     "register_volumewise",
