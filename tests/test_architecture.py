@@ -23,8 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("decomposition", {"decomposition"}),
     ("evaluation", {"metrics", "selection"}),
     ("pipeline", {"pipeline"}),
-    ("presentation", {"plotting", "plotting_selection", "report", "book", "sweep", "cli",
-                      "__main__"}),
+    ("presentation", {"plotting", "report", "book", "sweep", "cli", "__main__"}),
 ]
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -414,7 +414,7 @@ def test_cleaning_effect_draws_the_shipped_measurement():
 
 
 def test_model_selection_panels_recommended_line_and_threshold():
-    from fusi_nmf.plotting_selection import plot_model_selection
+    from fusi_nmf.plotting import plot_model_selection
 
     table = pd.DataFrame({"n_components": [8, 4, 12], "heldout_error": [0.3, 0.33, 0.28],
                           "stability": [0.8, 0.64, 0.86]})

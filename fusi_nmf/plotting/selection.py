@@ -1,4 +1,4 @@
-"""Figures of the model-selection chapter: every criterion against ``n_components``."""
+"""Figures of the model-selection chapter: error curves, every criterion against ``k``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,87 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
-from fusi_nmf.plotting import TEXTCOLOR, _new_figure, _style_axes, _styled
+from fusi_nmf.plotting._style import (
+    TEXTCOLOR,
+    _new_figure,
+    _style_axes,
+    _styled,
+)
 
-__all__ = ["plot_model_selection"]
+__all__ = ["plot_error_curve", "plot_model_selection"]
+
+
+@_styled
+def plot_error_curve(
+    errors: pd.Series | pd.DataFrame | xr.DataArray | Sequence[float] | np.ndarray,
+    *,
+    x_label: str | None = None,
+    title: str | None = None,
+    logy: bool = False,
+) -> Figure:
+    """Reconstruction error (and other scores) against n_components or iteration.
+
+    Parameters
+    ----------
+    errors : pandas.Series, pandas.DataFrame, xarray.DataArray or array-like
+        Series / 1-D DataArray: one curve against its index / dim coordinate.
+        DataFrame: one panel per numeric column (e.g. ``reconstruction_err`` and
+        ``explained_variance``) against the index (e.g. ``n_components``).
+        Array-like: a curve against iteration 1..n.
+    x_label : str, optional
+        x-axis label (default: index / dim name, or ``"iteration"``).
+    title : str, optional
+        Figure title.
+    logy : bool
+        Logarithmic y axis (useful for error against iteration).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if isinstance(errors, xr.DataArray):
+        if errors.ndim != 1:
+            raise ValueError(f"errors as a DataArray must be 1-D, got dims {tuple(errors.dims)}.")
+        dim = errors.dims[0]
+        index = errors[dim].values if dim in errors.coords else np.arange(1, errors.size + 1)
+        frame = pd.DataFrame({str(errors.name or "error"): errors.values},
+                             index=pd.Index(index, name=str(dim)))
+    elif isinstance(errors, pd.Series):
+        frame = errors.to_frame(name=str(errors.name or "error"))
+    elif isinstance(errors, pd.DataFrame):
+        frame = errors.select_dtypes("number")
+    else:
+        values = np.asarray(errors, dtype=float)
+        if values.ndim != 1:
+            raise ValueError(f"errors must be 1-D, got shape {values.shape}.")
+        frame = pd.DataFrame({"error": values},
+                             index=pd.Index(np.arange(1, values.size + 1), name="iteration"))
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise ValueError("errors holds no numeric values to draw.")
+    xname = x_label or (str(frame.index.name) if frame.index.name else "index")
+    x = np.asarray(frame.index, dtype=float)
+    panels = frame.shape[1]
+    fig = _new_figure(6.0, 2.2 * panels + 0.5)
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    few = frame.shape[0] <= 40
+    for ax, column in zip(axes, frame.columns, strict=True):
+        ax.plot(x, np.asarray(frame[column], dtype=float), color="#1a5276",
+                marker="o" if few else None, markersize=4, linewidth=1.2)
+        ax.set_ylabel(str(column).replace("_", " "))
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, color="#dddddd", linewidth=0.5)
+        _style_axes(ax)
+    axes[-1].set_xlabel(xname.replace("_", " "))
+    if few and np.allclose(x, np.round(x)):
+        axes[-1].set_xticks(x)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
+    return fig
+
 
 _LABELS = {
     "reconstruction_err": "reconstruction error",
