@@ -2,7 +2,7 @@
 
 Every ``import``/``from ... import`` in every module of ``fusi_nmf`` counts, including
 the ones inside functions (a lazy import is still a dependency). Nodes are the
-package's top-level modules and sub-packages (``fusi_nmf.plotting.maps`` counts as
+package's top-level modules and sub-packages (``fusi_nmf.plotting.volumes`` counts as
 ``plotting``).
 """
 
