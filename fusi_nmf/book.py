@@ -6,7 +6,10 @@
    (chapters ``book/NAME``) with papermill into ``book/NAME.ipynb``, in table-of-contents
    order, passing only the parameters each notebook declares in its ``parameters`` cell
    and one absolute ``work_dir`` shared by the whole chain (stages are cached there, so
-   later notebooks reuse what earlier ones computed). One line per notebook reports its
+   later notebooks reuse what earlier ones computed). A pipeline setting (a
+   :class:`~fusi_nmf.pipeline.PipelineConfig` field) that a chapter does not declare by
+   itself goes into that chapter's ``pipeline`` dict parameter, so every chapter
+   computes with the same settings. One line per notebook reports its
    wall time. A notebook is executed into a temporary file and renamed into place only if
    it succeeded: a failure leaves the previous good copy untouched.
 2. Runs ``jupyter-book build <root> --builder html -W -n --keep-going --all`` (Jupyter
@@ -35,9 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from fusi_nmf._atomic import atomic_path
+from fusi_nmf._notebook_params import SETTINGS, routable, route
 from fusi_nmf._util import temporary_environ
 
 __all__ = [
@@ -160,8 +165,6 @@ def toc_chapters(root: str | os.PathLike) -> list[str]:
     Parts, chapters and nested sections are flattened; entries are paths relative to
     ``root`` without suffix, e.g. ``"book/01_data"``.
     """
-    import yaml
-
     toc_path = Path(root) / "_toc.yml"
     toc = yaml.safe_load(toc_path.read_text(encoding="utf-8")) or {}
     if not isinstance(toc, dict):
@@ -221,6 +224,11 @@ def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
             return int(value)
         if type_name == "float":
             return float(value)
+        if type_name == "dict":
+            mapping = yaml.safe_load(value)  # JSON is YAML: '{"high_pass": 0.02}'
+            if not isinstance(mapping, dict):
+                raise ValueError(value)
+            return mapping
         if type_name == "bool":
             lowered = value.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:
@@ -228,7 +236,7 @@ def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
             if lowered in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(value)
-    except ValueError:
+    except (ValueError, yaml.YAMLError):
         raise ValueError(
             f"parameter {name}={value!r}: the notebooks declare it as {type_name}; "
             f"pass a value of that type"
@@ -495,9 +503,11 @@ def build_book(
     dataset, preset, n_components : optional
         Shortcuts for the parameters of the same name (``None``: notebook default).
     parameters : dict, optional
-        More parameters by name. Each notebook receives only those it declares; a name
-        no notebook declares is an error (it is probably a typo). Strings are converted
-        to the declared type (command line values).
+        More parameters by name. Each notebook receives those it declares; a pipeline
+        setting (a :class:`~fusi_nmf.pipeline.PipelineConfig` field) it does not declare
+        goes into its ``pipeline`` dict. Any other name is an error (probably a typo).
+        Strings are converted to the declared type, or the setting's type (command line
+        values); every chapter's parameters are checked before the first one runs.
     work_dir : path, optional
         Work directory shared by the chain (made absolute); default ``root/_build/work``.
     notebooks : sequence of str, optional
@@ -558,12 +568,15 @@ def build_book(
         for key, value in shortcuts.items():
             if value is not None:
                 given[key] = os.fspath(value) if isinstance(value, os.PathLike) else value
-        known = set().union(*(set(p) for p in declared.values()))
+        own = set().union(*(set(p) for p in declared.values()))
+        known = set().union(*(routable(p) for p in declared.values()))
         unknown = sorted(set(given) - known)
         if unknown:
+            shared = f" and any pipeline setting ({', '.join(sorted(SETTINGS))})"
             raise ValueError(
-                f"parameter(s) {', '.join(unknown)} are declared by no notebook; "
-                f"the notebooks take: {', '.join(sorted(known))}"
+                f"parameter(s) {', '.join(unknown)} are declared by no notebook and are no "
+                f"pipeline setting; the notebooks take: {', '.join(sorted(own))}"
+                + (shared if known != own else "")
             )
         dataset_value = given.get("dataset")
         if isinstance(dataset_value, str) and (
@@ -578,13 +591,21 @@ def build_book(
         failed_dir = root / "_build" / "failed"
         lock = threading.Lock()
 
-        def run_one(chapter: tuple[str, Path, Path]) -> NotebookRun:
-            name, source, output = chapter
-            params = {
+        def parameters_for(name: str) -> dict[str, Any]:
+            typed = {
                 key: _coerce(key, value, declared[name].get(key))
                 for key, value in given.items()
                 if key in declared[name]
             }
+            # settings the notebook does not declare go into its `pipeline` dict
+            return route(given | typed, declared[name])
+
+        # every chapter's parameters are checked before the first one runs
+        planned = {name: parameters_for(name) for name, _, _ in selected}
+
+        def run_one(chapter: tuple[str, Path, Path]) -> NotebookRun:
+            name, source, output = chapter
+            params = planned[name]
             start = time.perf_counter()
             try:
                 seconds = execute_notebook(
@@ -683,7 +704,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs=2,
         action="append",
         metavar=("NAME", "VALUE"),
-        help="any other notebook parameter (repeatable), e.g. -p max_iter 1000",
+        help="any other notebook parameter or pipeline setting (repeatable), "
+        "e.g. -p max_iter 1000 -p high_pass 0.02",
     )
     parser.add_argument(
         "--work-dir",

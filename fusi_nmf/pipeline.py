@@ -1052,6 +1052,44 @@ def _option_type(annotation: str) -> tuple[Callable[[str], Any], tuple[Any, ...]
     return str, None
 
 
+def parse_config_value(name: str, value: Any) -> Any:
+    """One :class:`PipelineConfig` setting from the command line, typed and validated.
+
+    A string is converted as the ``run`` command's option for ``name`` converts it (the
+    field's annotation; ``true``/``false``/``1``/``0`` for booleans); any value is then
+    checked by :class:`PipelineConfig` itself, so a bad one fails here with its message.
+
+    Parameters
+    ----------
+    name : str
+        A field of :class:`PipelineConfig` (anything else: ``ValueError`` listing them).
+    value : Any
+        The value; strings are parsed, other values are only checked.
+
+    Returns
+    -------
+    Any
+        The typed value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    if name not in fields:
+        raise ValueError(f"{name!r} is not a pipeline setting; valid: {sorted(fields)}")
+    if isinstance(value, str):
+        annotation = str(fields[name].type)
+        try:
+            if annotation == "bool":
+                words = {"true": True, "1": True, "false": False, "0": False}
+                value = words[value.strip().lower()]
+            else:
+                value = _option_type(annotation)[0](value)
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"pipeline setting {name}={value!r} is not a {annotation} value"
+            ) from None
+    PipelineConfig.from_dict({name: value})
+    return value
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser, groups: dict[str, Any] | None = None
 ) -> None:

@@ -23,6 +23,11 @@ Ctrl-C ends a sweep with one line and exit status 130; the interrupted runs leav
 record and no partial notebook (leftovers of a killed process are removed by the next
 sweep), so the next invocation redoes them and skips the completed ones.
 
+A pipeline setting (a :class:`~fusi_nmf.pipeline.PipelineConfig` field) that the
+notebook does not declare by itself, e.g. ``-p high_pass 0.01 0.02`` for a book chapter,
+goes into the notebook's ``pipeline`` dict parameter; the record keeps it by name, so the
+run id (slug and digest) sees it like any other value.
+
 The notebook receives each combination's parameters plus ``output_dir`` (the run
 folder) when it declares it; a notebook that saves its results there with
 :meth:`fusi_nmf.pipeline.Workspace.run` (it writes ``summary.json``) gets its metrics
@@ -56,8 +61,10 @@ from typing import Any
 import yaml
 
 from fusi_nmf import _atomic
+from fusi_nmf._notebook_params import SETTINGS, SHARED, routable, route
 from fusi_nmf._progress import status
 from fusi_nmf._util import temporary_environ
+from fusi_nmf.pipeline import parse_config_value
 
 __all__ = ["RunSpec", "expand_grid", "load_records", "run_sweep"]
 
@@ -285,7 +292,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     parameters = dict(spec.parameters)
     if "output_dir" in declared:
         parameters.setdefault("output_dir", str(run_dir))
-    unknown = sorted(set(parameters) - declared)
+    unknown = sorted(set(parameters) - routable(declared))
     start = time.perf_counter()
     _atomic.clean_partial(run_dir)
     # The failure is recorded inside the atomic write, so the executed notebook (outputs
@@ -297,6 +304,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                     f"parameter(s) {unknown} are not declared in {spec.notebook}'s parameters "
                     f"cell (declared: {sorted(declared)})"
                 )
+            # pipeline settings the notebook does not declare go into its `pipeline` dict
+            parameters = route(parameters, declared)
             with (
                 tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime,
                 temporary_environ(
@@ -426,22 +435,33 @@ def plan_sweep(
         raise FileNotFoundError(f"Notebook {notebook} does not exist")
     types = declared_types(notebook)
     fixed = dict(fixed or {})
-    unknown = sorted((set(grid) | set(fixed)) - set(types) - {"output_dir"})
+    unknown = sorted((set(grid) | set(fixed)) - routable(types) - {"output_dir"})
     if unknown:
+        shared = f" and a {SHARED!r} dict of pipeline settings" if SHARED in types else ""
         raise ValueError(
             f"{notebook.name} has no parameter(s) {unknown}; its parameters cell declares "
-            f"{sorted(types)}"
+            f"{sorted(types)}{shared}"
         )
     overlap = sorted(set(grid) & set(fixed))
     if overlap:
         raise ValueError(f"parameter(s) {overlap} are both swept and fixed; choose one")
-    # values from Python or a grid file: checked against the notebook's declared types
-    grid = {k: [coerce_value(k, v, types.get(k)) for v in vs] for k, vs in grid.items()}
-    fixed = {k: coerce_value(k, v, types.get(k)) for k, v in fixed.items()}
+
+    def typed(name: str, value: Any) -> Any:
+        # a declared parameter takes the notebook's type, a routed setting the pipeline's
+        if name in types or name == "output_dir":
+            return coerce_value(name, value, types.get(name))
+        return parse_config_value(name, value)
+
+    # values from Python or a grid file: checked against the declared types
+    grid = {k: [typed(k, v) for v in vs] for k, vs in grid.items()}
+    fixed = {k: typed(k, v) for k, v in fixed.items()}
     cwd = str(Path.cwd())
     specs: dict[str, RunSpec] = {}
     for combo in expand_grid(grid):
+        # the record keeps the names as given (slug and digest see every value); the
+        # routing into `pipeline` happens at execution and is checked here
         parameters = fixed | combo
+        route(parameters, types)
         run_id = run_id_for(notebook, parameters, swept=grid)
         if run_id in specs:
             raise ValueError(
@@ -649,12 +669,18 @@ def _cli_sweep(args: argparse.Namespace) -> int:
         grid, fixed = load_grid_file(args.grid)
     # values typed on the command line take the type the notebook declares for them
     types = declared_types(args.notebook) if Path(args.notebook).exists() else {}
+    routed = (set(SETTINGS) - set(types)) if SHARED in types else set()
+
+    def parse(name: str, text: str) -> Any:
+        # a setting routed into the `pipeline` dict is typed like the `run` command's option
+        return text if name in routed else parse_value(text, types.get(name), name)
+
     for item in args.param:
         if len(item) < 2:
             raise ValueError(f"-p {item[0]} needs at least one value: -p NAME VALUE [VALUE ...]")
-        grid[item[0]] = [parse_value(v, types.get(item[0]), item[0]) for v in item[1:]]
+        grid[item[0]] = [parse(item[0], v) for v in item[1:]]
     for name, value in args.set:
-        fixed[name] = parse_value(value, types.get(name), name)
+        fixed[name] = parse(name, value)
     if not grid:
         raise ValueError("nothing to sweep: give -p NAME VALUE [VALUE ...] or --grid FILE")
     records = run_sweep(
