@@ -224,11 +224,11 @@ def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
             return int(value)
         if type_name == "float":
             return float(value)
-        if type_name == "dict":
-            mapping = yaml.safe_load(value)  # JSON is YAML: '{"high_pass": 0.02}'
-            if not isinstance(mapping, dict):
+        if type_name in ("dict", "list"):
+            parsed = yaml.safe_load(value)  # JSON is YAML: '{"high_pass": 0.02}', '[4, 8]'
+            if not isinstance(parsed, dict if type_name == "dict" else list):
                 raise ValueError(value)
-            return mapping
+            return parsed
         if type_name == "bool":
             lowered = value.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:
