@@ -584,7 +584,6 @@ def build_book(
         ):  # a file path: make it absolute, since the kernels run in notebooks/
             given["dataset"] = str(Path(dataset_value).expanduser().resolve())
         given["work_dir"] = str(work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
 
         index = {name: i for i, (name, _, _) in enumerate(chapters, start=1)}
         total = len(chapters)
@@ -602,6 +601,7 @@ def build_book(
 
         # every chapter's parameters are checked before the first one runs
         planned = {name: parameters_for(name) for name, _, _ in selected}
+        work_dir.mkdir(parents=True, exist_ok=True)
 
         def run_one(chapter: tuple[str, Path, Path]) -> NotebookRun:
             name, source, output = chapter

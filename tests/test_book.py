@@ -184,6 +184,54 @@ def test_failing_notebook_keeps_previous_copy(tmp_path):
     assert not err.failed_copy.exists()
 
 
+def _chapters_copy(root: Path) -> Path:
+    """The repository's real chapters in a fresh book root (book/ and _build/ stay clean)."""
+    root.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml", "intro.md"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    return root
+
+
+def test_shared_setting_names_are_checked_before_any_chapter_runs(tmp_path):
+    root = _chapters_copy(tmp_path / "repo")
+    run = {"work_dir": tmp_path / "work", "build": False, "verbose": False}
+    with pytest.raises(ValueError, match="declared by no notebook") as info:
+        build_book(root, parameters={"high_pas": "0.02"}, **run)
+    assert "any pipeline setting" in str(info.value) and "high_pass" in str(info.value)
+    # a setting's value is typed like the run CLI's option and checked by PipelineConfig
+    with pytest.raises(ValueError, match="high_pass='fast' is not a float"):
+        build_book(root, parameters={"high_pass": "fast"}, **run)
+    with pytest.raises(ValueError, match=r"high_pass=-1\.0 must be a non-negative number"):
+        build_book(root, parameters={"high_pass": "-1"}, **run)
+    # the dict itself: unknown keys list the valid ones; a setting given twice is refused
+    with pytest.raises(ValueError, match=r"Unknown pipeline parameter\(s\) \['hig_pass'\]"):
+        build_book(root, parameters={"pipeline": '{"hig_pass": 0.02}'}, **run)
+    with pytest.raises(ValueError, match="both by name and inside 'pipeline'"):
+        build_book(root, parameters={"pipeline": "{preset: small}", "preset": "small"}, **run)
+    assert not (root / "book").exists() and not (tmp_path / "work").exists()
+
+
+@pytest.mark.slow  # a real chapter on the small preset (~10 s)
+def test_a_shared_setting_reaches_the_chapters_workspace(tmp_path):
+    """``book -p high_pass 0`` goes into chapter 3's pipeline dict and its Workspace."""
+    from fusi_nmf.cli import main
+    from fusi_nmf.pipeline import Workspace
+
+    root = _chapters_copy(tmp_path / "repo")
+    work = tmp_path / "work"
+    argv = ["book", "--root", str(root), "--no-build", "--work-dir", str(work), "--notebooks"]
+    assert main([*argv, "03", "--preset", "small", "-p", "high_pass", "0"]) == 0
+    executed = nbformat.read(root / "book" / "03_standardization.ipynb", as_version=4)
+    passed = executed.metadata["papermill"]["parameters"]
+    assert passed["pipeline"] == {"preset": "small", "high_pass": 0.0}  # typed as a float
+    # the chapter cached its cleaning stage under the key of exactly that configuration
+    assert len(list(work.glob("cleaned-*.nc"))) == 1
+    ws = Workspace(work, preset="small", high_pass=0.0, progress=False)
+    ws.cleaned()
+    assert "cleaned" in ws.cache_hits  # with the default high_pass it would be computed anew
+
+
 @pytest.mark.slow  # real kernels and a real jupyter-book build (~20 s)
 def test_cli_reports_failure_and_bad_parameters(tmp_path, capfd):
     from fusi_nmf.cli import main

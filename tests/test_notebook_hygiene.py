@@ -2,8 +2,9 @@
 
 Committed notebooks carry no outputs or execution counts (the book's copies in ``book/``
 are executed by ``python -m fusi_nmf book``), have exactly one cell tagged ``parameters``
-whose defaults are typed and commented (``papermill --help-notebook`` shows them), and
-match ``_toc.yml`` one to one.
+whose defaults are typed and commented (``papermill --help-notebook`` shows them) and
+hold the shared pipeline settings in one empty ``pipeline`` dict, and match ``_toc.yml``
+one to one.
 """
 
 from __future__ import annotations
@@ -84,6 +85,27 @@ def test_shared_parameters_agree():
                 clashes.append(f"{name}: {seen[name][2]} {seen[name][:2]} vs {path.name} {key}")
             seen.setdefault(name, (*key, path.name))
     assert clashes == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_shared_settings_are_one_empty_dict(path):
+    """The shared pipeline settings arrive in one ``pipeline`` dict, empty by default.
+
+    The chapter declares ``dataset``, ``work_dir`` and its own knobs; every other setting is
+    an entry of ``pipeline`` (``book``/``sweep`` route ``-p NAME VALUE`` into it), which the
+    workspace cell unpacks into ``Workspace`` so that an unknown key fails there.
+    """
+    params = papermill.inspect_notebook(str(path))
+    assert "pipeline" in params, f"{path.name}: no pipeline dict parameter"
+    assert params["pipeline"]["inferred_type_name"] == "dict"
+    assert ast.literal_eval(params["pipeline"]["default"]) == {}
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+    # short cells: besides dataset, the chapter keeps only a few settings as its own knobs
+    own_settings = sorted(set(params) & fields - {"dataset"})
+    assert len(own_settings) <= 4, f"{path.name}: shared settings declared again {own_settings}"
+    nb = nbformat.read(path, as_version=4)
+    calls = [c.source for c in nb.cells if "Workspace(" in c.source and "**pipeline" in c.source]
+    assert len(calls) == 1, f"{path.name}: no Workspace(..., **pipeline) call"
 
 
 def test_parameter_defaults_match_pipeline_config():

@@ -4,7 +4,8 @@ The chapters are executed once per test session by the ``executed_book`` fixture
 (``tests/conftest.py``, the book's own :func:`fusi_nmf.book.build_book`), in
 ``_toc.yml`` order with one shared work directory, so later chapters reuse the cached
 stages of earlier ones; ``tests/test_book.py`` builds and browses the same executed
-chapters. Each notebook receives only the parameters its ``parameters`` cell declares.
+chapters. Each notebook receives the parameters its ``parameters`` cell declares, and the
+other pipeline settings (``preset`` here) in its ``pipeline`` dict.
 A bad parameter must stop the run with a ``PapermillExecutionError`` that names it.
 """
 
@@ -17,6 +18,7 @@ import papermill
 import pytest
 from conftest import SMALL_BOOK
 
+from fusi_nmf._notebook_params import route
 from fusi_nmf._util import temporary_environ
 from fusi_nmf.book import notebook_parameters, toc_chapters
 
@@ -40,7 +42,7 @@ NOTEBOOKS = _ordered_notebooks()
 def _execute(source: Path, out_dir: Path, work_dir: Path, **params) -> nbformat.NotebookNode:
     declared = notebook_parameters(source)
     params = {"work_dir": str(work_dir), **SMALL_BOOK, **params}
-    params = {k: v for k, v in params.items() if k in declared}
+    params = route(params, declared)  # as the book does: settings into the pipeline dict
     with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
         return papermill.execute_notebook(
             str(source),
@@ -72,7 +74,7 @@ def _figure_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 @pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
 def test_notebook_runs_and_shows_its_figures(executed_book, name):
     result = _executed(executed_book, name)
-    assert result.metadata["papermill"]["parameters"]["preset"] == "small"
+    assert result.metadata["papermill"]["parameters"]["pipeline"]["preset"] == "small"
     errors = [
         out
         for cell in result.cells
@@ -106,3 +108,19 @@ def test_a_bad_parameter_stops_the_notebook_with_a_useful_message(tmp_path):
     message = str(info.value)
     assert "ValueError" in message
     assert "n_components" in message and ">= 1" in message
+
+
+def test_an_unknown_pipeline_entry_stops_the_notebook_with_the_valid_names(tmp_path):
+    """Plain papermill users pass the dict themselves: a typo fails with the list of names."""
+    source = NOTEBOOK_DIR / "01_data.ipynb"
+    params = {"work_dir": str(tmp_path / "work"), "pipeline": {"hig_pass": 0.02}}
+    with (
+        pytest.raises(papermill.PapermillExecutionError) as info,
+        temporary_environ(FUSI_NMF_PROGRESS="0"),
+    ):
+        papermill.execute_notebook(
+            str(source), str(tmp_path / source.name), parameters=params, progress_bar=False
+        )
+    message = str(info.value)
+    assert "Unknown pipeline parameter(s) ['hig_pass']" in message
+    assert "'high_pass'" in message  # the valid names are listed
