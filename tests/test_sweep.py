@@ -285,3 +285,48 @@ def test_a_failed_runs_notebook_is_kept(echo_sweep) -> None:
     assert index.loc["failed", "notebook"] == str(executed)
     assert not list(executed.parent.glob(".*.part*"))
     assert "asked to fail" in failed["error"]
+
+
+# ------------------------------------------------- a book chapter: shared pipeline settings
+CHAPTERS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_shared_settings_are_planned_by_name(tmp_path: Path) -> None:
+    """A setting the chapter does not declare is swept by name; the run id sees its value."""
+    chapter = CHAPTERS / "04_temporal_nmf.ipynb"
+    specs = plan_sweep(chapter, {"high_pass": ["0.01", 0.02]}, tmp_path, {"preset": "small"})
+    # typed like the run command's --high-pass (a float), kept by name in the record
+    assert [s.parameters for s in specs] == [
+        {"preset": "small", "high_pass": 0.01},
+        {"preset": "small", "high_pass": 0.02},
+    ]
+    ids = [s.run_id for s in specs]
+    assert ids[0].startswith("04_temporal_nmf__high_pass-0.01__")
+    assert ids[1].startswith("04_temporal_nmf__high_pass-0.02__")
+    assert ids[0].rsplit("__", 1)[1] != ids[1].rsplit("__", 1)[1]  # digests differ
+    other = plan_sweep(chapter, {"high_pass": [0.01]}, tmp_path / "b", {"preset": "default"})
+    assert other[0].run_id != ids[0]  # a fixed shared setting is in the digest too
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['high_pas'\].*'pipeline' dict"):
+        plan_sweep(chapter, {"high_pas": [0.01]}, tmp_path)
+    with pytest.raises(ValueError, match="must be a non-negative number"):
+        plan_sweep(chapter, {"high_pass": [-1]}, tmp_path)
+    with pytest.raises(ValueError, match="both by name and inside 'pipeline'"):
+        plan_sweep(chapter, {"high_pass": [0.01]}, tmp_path, {"pipeline": {"high_pass": 0.02}})
+
+
+def test_a_swept_shared_setting_reaches_the_chapters_workspace(tmp_path: Path, capsys) -> None:
+    """``sweep 03 -p high_pass 0 0.02``: each run's chapter computes with its own value."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    chapter = str(CHAPTERS / "03_standardization.ipynb")
+    argv = ["sweep", chapter, "-p", "high_pass", "0", "0.02", "-s", "preset", "small"]
+    assert main([*argv, "-s", "work_dir", str(work), "--out", str(out)]) == 0
+    records = load_records(out)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    passed = [
+        nbformat.read(r["executed_notebook"], as_version=4).metadata["papermill"]["parameters"]
+        for r in records
+    ]
+    assert sorted(p["pipeline"]["high_pass"] for p in passed) == [0.0, 0.02]
+    assert all(p["pipeline"]["preset"] == "small" for p in passed)
+    # two cleaning configurations, two cached cleaning stages
+    assert len(list(work.glob("cleaned-*.nc"))) == 2
