@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,8 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from fusi_nmf._atomic import atomic_path
-from fusi_nmf._notebook_params import SETTINGS, routable, route
 from fusi_nmf._util import temporary_environ
+from fusi_nmf.pipeline import PipelineConfig, parse_config_value
 
 __all__ = [
     "BookBuildError",
@@ -57,6 +58,7 @@ __all__ = [
     "figure_alt_text",
     "find_root",
     "notebook_parameters",
+    "route_parameters",
     "toc_chapters",
 ]
 
@@ -212,6 +214,59 @@ def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"notebook {path} does not exist")
     return papermill.inspect_notebook(str(path))
+
+
+# The chapters' shared settings: a chapter declares ``dataset``, ``work_dir``, the knobs its
+# own code uses, and one dict parameter ``pipeline`` for every other PipelineConfig setting
+# (``Workspace(work_dir, dataset=dataset, **pipeline)``). book and sweep accept any setting
+# by name and route it there, so every chapter of a chain computes with the same settings.
+
+#: The chapters' dict parameter that carries the shared pipeline settings.
+SHARED_PARAMETER = "pipeline"
+#: Names a ``pipeline`` dict may hold.
+PIPELINE_SETTINGS = frozenset(f.name for f in dataclasses.fields(PipelineConfig))
+
+
+def accepted_parameters(declared: Collection[str]) -> set[str]:
+    """Names a notebook declaring ``declared`` accepts: its own, plus the settings if it
+    declares ``pipeline``."""
+    return set(declared) | (set(PIPELINE_SETTINGS) if SHARED_PARAMETER in declared else set())
+
+
+def route_parameters(parameters: dict[str, Any], declared: Collection[str]) -> dict[str, Any]:
+    """Papermill parameters for one notebook from ``{name: value}`` given by name.
+
+    Names the notebook declares pass as they are; pipeline settings it does not declare
+    are typed (:func:`fusi_nmf.pipeline.parse_config_value`) and merged into its
+    ``pipeline`` dict (a ``pipeline`` given explicitly is the base). Other names are
+    dropped: the caller decides which names are errors (see :func:`accepted_parameters`).
+
+    Raises
+    ------
+    ValueError
+        A setting is given both by name and inside ``pipeline``, or a value is invalid.
+    """
+    out = {k: v for k, v in parameters.items() if k in declared}
+    shared = SHARED_PARAMETER
+    if shared not in declared:
+        return out
+    if not isinstance(out.get(shared, {}), dict):
+        raise ValueError(f"parameter {shared!r} must be a mapping, got {out[shared]!r}")
+    base = dict(out.get(shared) or {})
+    routed = {
+        k: parse_config_value(k, v)
+        for k, v in parameters.items()
+        if k in PIPELINE_SETTINGS and k not in declared
+    }
+    both = sorted(set(base) & set(routed))
+    if both:
+        raise ValueError(
+            f"setting(s) {both} given both by name and inside {shared!r}; give each once"
+        )
+    if routed or shared in out:
+        out[shared] = base | routed
+        PipelineConfig.from_dict(out[shared])  # unknown keys or bad values fail here, clearly
+    return out
 
 
 def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
@@ -569,10 +624,10 @@ def build_book(
             if value is not None:
                 given[key] = os.fspath(value) if isinstance(value, os.PathLike) else value
         own = set().union(*(set(p) for p in declared.values()))
-        known = set().union(*(routable(p) for p in declared.values()))
+        known = set().union(*(accepted_parameters(p) for p in declared.values()))
         unknown = sorted(set(given) - known)
         if unknown:
-            shared = f" and any pipeline setting ({', '.join(sorted(SETTINGS))})"
+            shared = f" and any pipeline setting ({', '.join(sorted(PIPELINE_SETTINGS))})"
             raise ValueError(
                 f"parameter(s) {', '.join(unknown)} are declared by no notebook and are no "
                 f"pipeline setting; the notebooks take: {', '.join(sorted(own))}"
@@ -597,7 +652,7 @@ def build_book(
                 if key in declared[name]
             }
             # settings the notebook does not declare go into its `pipeline` dict
-            return route(given | typed, declared[name])
+            return route_parameters(given | typed, declared[name])
 
         # every chapter's parameters are checked before the first one runs
         planned = {name: parameters_for(name) for name, _, _ in selected}

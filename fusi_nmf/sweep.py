@@ -61,9 +61,14 @@ from typing import Any
 import yaml
 
 from fusi_nmf import _atomic
-from fusi_nmf._notebook_params import SETTINGS, SHARED, routable, route
 from fusi_nmf._progress import status
 from fusi_nmf._util import temporary_environ
+from fusi_nmf.book import (
+    PIPELINE_SETTINGS,
+    SHARED_PARAMETER,
+    accepted_parameters,
+    route_parameters,
+)
 from fusi_nmf.pipeline import parse_config_value
 
 __all__ = ["RunSpec", "expand_grid", "load_records", "run_sweep"]
@@ -292,7 +297,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     parameters = dict(spec.parameters)
     if "output_dir" in declared:
         parameters.setdefault("output_dir", str(run_dir))
-    unknown = sorted(set(parameters) - routable(declared))
+    unknown = sorted(set(parameters) - accepted_parameters(declared))
     start = time.perf_counter()
     _atomic.clean_partial(run_dir)
     # The failure is recorded inside the atomic write, so the executed notebook (outputs
@@ -305,7 +310,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                     f"cell (declared: {sorted(declared)})"
                 )
             # pipeline settings the notebook does not declare go into its `pipeline` dict
-            parameters = route(parameters, declared)
+            parameters = route_parameters(parameters, declared)
             with (
                 tempfile.TemporaryDirectory(prefix="fusi-nmf-kernel-") as runtime,
                 temporary_environ(
@@ -435,9 +440,10 @@ def plan_sweep(
         raise FileNotFoundError(f"Notebook {notebook} does not exist")
     types = declared_types(notebook)
     fixed = dict(fixed or {})
-    unknown = sorted((set(grid) | set(fixed)) - routable(types) - {"output_dir"})
+    unknown = sorted((set(grid) | set(fixed)) - accepted_parameters(types) - {"output_dir"})
     if unknown:
-        shared = f" and a {SHARED!r} dict of pipeline settings" if SHARED in types else ""
+        has_dict = SHARED_PARAMETER in types
+        shared = f" and a {SHARED_PARAMETER!r} dict of pipeline settings" if has_dict else ""
         raise ValueError(
             f"{notebook.name} has no parameter(s) {unknown}; its parameters cell declares "
             f"{sorted(types)}{shared}"
@@ -461,7 +467,7 @@ def plan_sweep(
         # the record keeps the names as given (slug and digest see every value); the
         # routing into `pipeline` happens at execution and is checked here
         parameters = fixed | combo
-        route(parameters, types)
+        route_parameters(parameters, types)
         run_id = run_id_for(notebook, parameters, swept=grid)
         if run_id in specs:
             raise ValueError(
@@ -669,7 +675,7 @@ def _cli_sweep(args: argparse.Namespace) -> int:
         grid, fixed = load_grid_file(args.grid)
     # values typed on the command line take the type the notebook declares for them
     types = declared_types(args.notebook) if Path(args.notebook).exists() else {}
-    routed = (set(SETTINGS) - set(types)) if SHARED in types else set()
+    routed = (set(PIPELINE_SETTINGS) - set(types)) if SHARED_PARAMETER in types else set()
 
     def parse(name: str, text: str) -> Any:
         # a setting routed into the `pipeline` dict is typed like the `run` command's option

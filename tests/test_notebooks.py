@@ -18,9 +18,8 @@ import papermill
 import pytest
 from conftest import SMALL_BOOK
 
-from fusi_nmf._notebook_params import route
 from fusi_nmf._util import temporary_environ
-from fusi_nmf.book import notebook_parameters, toc_chapters
+from fusi_nmf.book import notebook_parameters, route_parameters, toc_chapters
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ NOTEBOOKS = _ordered_notebooks()
 def _execute(source: Path, out_dir: Path, work_dir: Path, **params) -> nbformat.NotebookNode:
     declared = notebook_parameters(source)
     params = {"work_dir": str(work_dir), **SMALL_BOOK, **params}
-    params = route(params, declared)  # as the book does: settings into the pipeline dict
+    params = route_parameters(params, declared)  # as the book does: settings into the pipeline dict
     with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
         return papermill.execute_notebook(
             str(source),
