@@ -638,7 +638,13 @@ def build_book(
             os.sep in dataset_value or dataset_value.endswith((".nii", ".nii.gz"))
         ):  # a file path: make it absolute, since the kernels run in notebooks/
             given["dataset"] = str(Path(dataset_value).expanduser().resolve())
-        given["work_dir"] = str(work_dir)
+        # the kernels run in notebooks/: a work folder inside the repository is passed
+        # relative to it, so the executed pages show no local folder
+        given["work_dir"] = (
+            os.path.relpath(work_dir, notebooks_dir.resolve())
+            if work_dir.is_relative_to(root)
+            else str(work_dir)
+        )
 
         index = {name: i for i, (name, _, _) in enumerate(chapters, start=1)}
         total = len(chapters)

@@ -363,9 +363,12 @@ def test_full_book_small_preset(executed_book, tmp_path):
     assert not re.search(r"WARNING|ERROR", result.build_log)
     assert result.html_index is not None and result.html_index.is_file()
 
+    html = root / "_build" / "html"
+    # no page shows the machine's folders (the work folder is passed relative to notebooks/)
+    leaks = [p.name for p in html.rglob("*.html") if str(root) in p.read_text(errors="replace")]
+    assert leaks == [], f"pages showing the local folder {root}: {leaks}"
     if not CHROMIUM.exists():
         pytest.skip("book built warning-free; browser check needs /usr/bin/chromium")
-    html = root / "_build" / "html"
     # screenshots stay out of the repository
     report = browser_check.check_book(html, tmp_path / "screenshots", chapters=chapters)
     assert report.problems() == []  # no console error at all, menu opens, tables scroll
