@@ -292,6 +292,11 @@ def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArr
 
 # --------------------------------------------------------------------------- temporal filter
 
+# Up to this many frames filter_temporal applies the filter as an (n, n) matrix (a GEMM,
+# cost ~ n^2 per voxel; still faster than sosfiltfilt at 3000 frames, 3.7 vs 5.2 s); longer
+# recordings run sosfiltfilt itself (cost ~ n per voxel).
+_FILTER_MATRIX_MAX_FRAMES = 3000
+
 
 def filter_temporal(
     data: xr.DataArray,
@@ -380,7 +385,16 @@ def filter_temporal(
     # temporal mean back to the input's exactly (a high-/band-pass removes it).
     # Mirror-pad the whole recording: far smaller edge transients than scipy's short
     # odd extension for cut-offs near 1/duration (0.01 Hz on a few minutes).
-    out = sosfiltfilt(sos, x - mean, axis=0, padtype="even", padlen=x.shape[0] - 1)
+    n = x.shape[0]
+    if n <= _FILTER_MATRIX_MAX_FRAMES:
+        # The zero-phase filter with its padding is linear in the signal: filtering the
+        # identity gives the (n, n) matrix that filters every voxel in one GEMM. Same
+        # numbers to float64 rounding; 751 x 9120 voxels: 0.18 s instead of 0.3 s plus
+        # ~1 s to allocate the tripled, transposed copy sosfiltfilt works on.
+        op = sosfiltfilt(sos, np.eye(n), axis=0, padtype="even", padlen=n - 1)
+        out = op @ (x - mean)
+    else:
+        out = sosfiltfilt(sos, x - mean, axis=0, padtype="even", padlen=n - 1)
     out += mean - out.mean(axis=0, keepdims=True)
     return _rebuild(
         data,
