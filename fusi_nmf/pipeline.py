@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,6 +431,11 @@ class Workspace:
         # held while a stage's upstream stages are computed: run() fits the NMF modes on
         # two threads, and the stages they share must be computed once
         self._lock = threading.RLock()
+        # run() hands computed stages to this writer thread, so that saving one overlaps
+        # computing the next (~0.5 s of NetCDF + sha256 per run); None (outside run()):
+        # a stage is saved before its method returns
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future] = []
         self._recording_path: Path | None = None
         self._input_digest: dict[str, Any] | None = None
 
@@ -462,12 +467,31 @@ class Workspace:
                 cached = compute(inputs)
             self.timings[stage] = time.perf_counter() - start
             status(f"[fusi-nmf] {stage} done in {self.timings[stage]:.1f} s", self.progress)
-            self._cache.save(stage, key, cached)
+            self._save(stage, key, cached)
         else:
             self.timings[stage] = time.perf_counter() - start
             self.cache_hits.append(stage)
         self._memo[memo_key] = cached
         return cached
+
+    def _save(self, stage: str, key: str, obj: xr.DataArray | xr.Dataset) -> None:
+        if self._writer is None:
+            self._cache.save(stage, key, obj)
+            return
+        # a copy taken now: the file holds what was computed, whatever the caller does
+        # to the returned object meanwhile
+        snapshot = obj.copy(deep=True)
+        self._writes.append(self._writer.submit(self._cache.save, stage, key, snapshot))
+
+    def _finish_writes(self, raise_errors: bool = True) -> None:
+        """Wait for the writer thread's saves; re-raise the first that failed."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
+        writes, self._writes = self._writes, []
+        for future in writes:
+            if raise_errors:
+                future.result()
 
     def _input_id(self) -> dict[str, Any]:
         """The recording's identity for cache keys: sha256 of the image and of its sidecar."""
@@ -777,20 +801,13 @@ class Workspace:
                 raise ValueError(f"mode={mode!r} is not one of {MODES}")
         out = None if out_dir is None else _check_out_dir(out_dir)
         start = time.perf_counter()
-        if len(modes) > 1 and self.config.solver == "hals":
-            # The modes' fits are independent and each is sequential with BLAS_THREADS
-            # thread(s); numpy's BLAS and the CD kernel release the GIL, so on two
-            # threads they give the same numbers as one after the other, in about the
-            # longer fit's time (4.3 -> 2.7 s on the full-size default, 2 cores). The
-            # outer limit keeps BLAS at BLAS_THREADS while the threads' own stage limits
-            # (threadpoolctl's settings are process-wide) enter and exit in any order.
-            # solver="cd"/"mu" stay sequential: they record warnings with
-            # warnings.catch_warnings, which is not thread-safe.
-            with threadpool_limits(limits=BLAS_THREADS), ThreadPoolExecutor(len(modes)) as pool:
-                futures = {mode: pool.submit(self.nmf, mode) for mode in modes}
-                results = {mode: future.result() for mode, future in futures.items()}
-        else:
-            results = {mode: self.nmf(mode) for mode in modes}
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="fusi-nmf-cache")
+        try:
+            results = self._fit_modes(modes)
+        except BaseException:
+            self._finish_writes(raise_errors=False)
+            raise
+        self._finish_writes()  # every computed stage is in the cache when run() returns
         motion = self.motion()
         summary: dict[str, Any] = {
             "parameters": self.config.to_dict(),
@@ -816,6 +833,25 @@ class Workspace:
         if out is not None:
             summary["outputs"] = self._write_outputs(out, results, motion, summary)
         return summary
+
+    def _fit_modes(self, modes: Sequence[str]) -> dict[str, NMFResult]:
+        """:meth:`nmf` for every mode (side by side on threads for the hals solver)."""
+        if len(modes) > 1 and self.config.solver == "hals":
+            # The modes' fits are independent and each is sequential with BLAS_THREADS
+            # thread(s); numpy's BLAS and the CD kernel release the GIL, so on two
+            # threads they give the same numbers (byte-identical outputs) as one after the
+            # other, in about the longer fit's time when two cores are free (less gain when
+            # other processes hold them: benchmarks/bench_targets.py). The
+            # outer limit keeps BLAS at BLAS_THREADS while the threads' own stage limits
+            # (threadpoolctl's settings are process-wide) enter and exit in any order.
+            # solver="cd"/"mu" stay sequential: they record warnings with
+            # warnings.catch_warnings, which is not thread-safe.
+            with threadpool_limits(limits=BLAS_THREADS), ThreadPoolExecutor(len(modes)) as pool:
+                futures = {mode: pool.submit(self.nmf, mode) for mode in modes}
+                results = {mode: future.result() for mode, future in futures.items()}
+        else:
+            results = {mode: self.nmf(mode) for mode in modes}
+        return results
 
     def _censored_frames(self) -> dict[str, Any] | None:
         """Which frames cleaning censored (None without cleaning or censoring)."""
