@@ -168,6 +168,10 @@ def select_components(
     pairs = list(itertools.product(ks, seeds))
     splits = list(itertools.product(ks, range(bicv_repeats)))
     tasks = [delayed(fit)(k, s) for k, s in pairs] + [delayed(heldout)(k, r) for k, r in splits]
+    # Longest first (fits before the shorter bi-CV solves, larger k first): the threads
+    # then finish together instead of one running the largest fits alone at the end.
+    # Each task is deterministic on its own, so the order changes no number.
+    order = sorted(range(len(tasks)), key=lambda i: (i >= len(pairs), -tasks[i][1][0]))
     # One warning filter for all workers (catch_warnings is not thread-safe): convergence
     # is recorded in the converged variable, and an unconverged bi-CV inner solve is
     # still an estimate of held-out error.
@@ -179,7 +183,12 @@ def select_components(
             # threads share the workspace and the data; one BLAS thread each, so that
             # n_jobs workers use n_jobs cores instead of oversubscribing them
             with threadpool_limits(limits=1):
-                results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+                done = Parallel(n_jobs=n_jobs, prefer="threads", batch_size=1)(
+                    tasks[i] for i in order
+                )
+            results = [None] * len(tasks)
+            for i, result in zip(order, done, strict=True):
+                results[i] = result
     fits = dict(zip(pairs, results[: len(pairs)], strict=True))
     errors = np.array(results[len(pairs) :], dtype=float).reshape(len(ks), -1)
 
