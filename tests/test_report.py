@@ -14,8 +14,10 @@ import pytest
 import xarray as xr
 
 from fusi_nmf import report
+from fusi_nmf.datasets import recording_path
 from fusi_nmf.decomposition import NMF
 from fusi_nmf.signal import split_sign, standardize
+from fusi_nmf.simulate import load_ground_truth
 
 NT, NY, NX = 400, 16, 24
 
@@ -250,3 +252,18 @@ def test_snr_sweep_reading_is_computed_from_the_table():
     assert "worse than the reference at no cell" in text
     with pytest.raises(ValueError, match="mode"):
         report.describe_snr_sweep(table, mode="both")
+
+
+def test_chance_truths_are_other_seeds_of_the_same_preset(small_recording_path):
+    own = load_ground_truth(recording_path("simulated", preset="small", seed=0))
+    others = report.chance_truths("small", 0, n=2)
+    assert len(others) == 2
+    for other in others:
+        assert other["source_maps"].shape == own["source_maps"].shape
+        assert not np.allclose(other["source_maps"].values, own["source_maps"].values)
+    assert not np.allclose(others[0]["source_maps"].values, others[1]["source_maps"].values)
+    # a second call reads the cached recordings: the same numbers
+    again = report.chance_truths("small", 0, n=2)
+    np.testing.assert_array_equal(again[0]["source_maps"].values, others[0]["source_maps"].values)
+    with pytest.raises(ValueError, match="positive integer"):
+        report.chance_truths("small", 0, n=0)
