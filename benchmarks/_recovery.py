@@ -61,6 +61,12 @@ def score(raw: xr.DataArray, truth: xr.Dataset, others, analysis: str, k: int,
           clean_kwargs: dict | None = None) -> dict:
     """Scores (with chance levels) of both modes for one recording."""
     data, censored = preprocess(raw, analysis, clean_kwargs)
+    return score_modes(data, truth, others, analysis, k, censored)
+
+
+def score_modes(data: xr.DataArray, truth: xr.Dataset, others, analysis: str, k: int,
+                censored: int) -> dict:
+    """Scores (with chance levels) of both NMF modes on already preprocessed data."""
     row: dict = {"censored_frames": censored}
     for mode in MODES:
         tc, maps = fit(data, analysis, mode, k)

@@ -40,11 +40,10 @@ os.environ.setdefault("FUSI_NMF_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pandas as pd
-from _recovery import MODES, fit
+from _recovery import MODES, score_modes
 
 from fusi_nmf import signal
 from fusi_nmf._atomic import write_text
-from fusi_nmf.metrics import recovery_with_chance
 from fusi_nmf.registration import register_volumewise
 from fusi_nmf.simulate import SIMULATOR_VERSION, simulate_recording
 
@@ -120,12 +119,7 @@ def run_condition(registered, motion, truth, others, analysis, kwargs, k) -> dic
             warnings.simplefilter("ignore", UserWarning)
             data = signal.clean(registered, motion=motion, progress=False, **kwargs)
         censored = int(data.attrs.get("censored_frames", 0))
-    row: dict = {"censored_frames": censored}
-    for mode in MODES:
-        tc, maps = fit(data, analysis, mode, k)
-        for key, value in recovery_with_chance(tc, maps, truth, other_truths=others).items():
-            row[f"{mode}_{key}"] = value
-    return row
+    return score_modes(data, truth, others, analysis, k, censored)
 
 
 def measure_seed(preset, seed, k, rows, others, ceiling_rows) -> list[dict]:
