@@ -376,8 +376,9 @@ def plot_map_columns(
                 ax.set_title(name)
             if col == 0:
                 ax.set_ylabel(labels[row])
-    fig.text(0.5, 0.0, f"each panel: {xlabel} across, {ylabel} down; red > 0 > blue, "
-             "scaled to its own largest |value|", ha="center", va="bottom", fontsize=7)
+    # a supxlabel, not fig.text: the constrained layout makes room for it below the panels
+    fig.supxlabel(f"each panel: {xlabel} across, {ylabel} down; red > 0 > blue, "
+                  "scaled to its own largest |value|", fontsize=7, color=TEXTCOLOR)
     if title:
         fig.suptitle(title, color=TEXTCOLOR)
     return fig
