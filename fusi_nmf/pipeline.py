@@ -743,7 +743,7 @@ class Workspace:
         } | nmf_params
         # before any stage runs: a k the data cannot hold fails now, not after cleaning
         with self._lock:  # loads the recording once
-            check_n_components(settings["n_components"], self.timed(), self.config)
+            check_n_components(settings["n_components"], self.timed())
         settings |= cfg.nmf_settings(mode)
         models: dict[str, Any] = {}
 
@@ -1037,7 +1037,7 @@ def check_recording(raw: xr.DataArray, config: PipelineConfig) -> None:
         )
 
 
-def check_n_components(n_components: int, raw: xr.DataArray, config: PipelineConfig) -> None:
+def check_n_components(n_components: int, raw: xr.DataArray) -> None:
     """Reject ``n_components`` above what NMF can fit on ``raw``: ``min(frames, features)``."""
     n_time = raw.sizes["time"]
     n_feat = 2 * int(np.prod([n for d, n in raw.sizes.items() if d != "time"]))  # pos + neg
