@@ -410,7 +410,7 @@ def component_readings(
     return table
 
 
-def describe_components(table: pd.DataFrame, method: str = "NMF") -> str:
+def describe_components(table: pd.DataFrame) -> str:
     """A few sentences (Markdown) that read a :func:`component_readings` table.
 
     On simulated data it says which components follow the nuisances and which the
