@@ -35,6 +35,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fusi_nmf.datasets import recording_path
 from fusi_nmf.metrics import (
+    _signed_maps,
     correlation_matrix,
     match_components,
     recovery_with_chance,
@@ -102,11 +103,10 @@ def signed_maps(maps: xr.DataArray) -> xr.DataArray:
     """``pos - neg`` of maps with a ``sign`` dim (the maps themselves without one).
 
     A component that lowers a voxel's signal loads on its ``neg`` channel, so the signed
-    map is negative there: the form to compare with a true (signed) source map.
+    map is negative there: the form to compare with a true (signed) source map. The one
+    definition the recovery scores of :mod:`fusi_nmf.metrics` use, so both read the same map.
     """
-    if "sign" not in maps.dims:
-        return maps
-    return maps.sel(sign="pos", drop=True) - maps.sel(sign="neg", drop=True)
+    return _signed_maps(maps)
 
 
 def hoyer_sparsity(values: np.ndarray, axis: int = -1) -> np.ndarray:
