@@ -47,6 +47,7 @@ __all__ = [
     "match_components",
     "motion_error_table",
     "recovery_with_chance",
+    "signed_maps",
     "source_recovery",
     "validation_table",
 ]
@@ -158,8 +159,13 @@ def match_components(
     )
 
 
-def _signed_maps(maps: xr.DataArray) -> xr.DataArray:
-    """``pos - neg`` when maps have a ``sign`` dim, else the maps themselves."""
+def signed_maps(maps: xr.DataArray) -> xr.DataArray:
+    """``pos - neg`` of maps with a ``sign`` dim (the maps themselves without one).
+
+    A component that lowers a voxel's signal loads on its ``neg`` channel, so the signed
+    map is negative there: the form to compare with a true (signed) source map. The
+    recovery scores, the book's readings and the component-match figure all use it.
+    """
     if "sign" not in maps.dims:
         return maps
     signs = [str(s) for s in maps["sign"].values] if "sign" in maps.coords else []
@@ -246,7 +252,7 @@ def source_recovery(
             f"timecourses has {timecourses.sizes['time']} frames but the truth has "
             f"{true_tc.sizes['time']}; compare the same recording."
         )
-    signed = _signed_maps(maps)
+    signed = signed_maps(maps)
     space = tuple(d for d in true_maps.dims if d != "source")
     if set(d for d in signed.dims if d != "component") != set(space):
         raise ValueError(
@@ -542,7 +548,7 @@ def recovery_with_chance(
         raise ValueError(
             f"timecourses has {est_tc.shape[1]} frames but the truth has {true_tc.shape[1]}."
         )
-    signed = _signed_maps(maps)
+    signed = signed_maps(maps)
     space = tuple(d for d in truth["source_maps"].dims if d != "source")
     est_maps = _flatten(signed, "component", space)
 

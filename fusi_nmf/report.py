@@ -8,7 +8,8 @@ call and a figure's reading is computed from the results rather than typed in:
   planted source or a known nuisance (simulated data), or how localised, motion-linked
   and smooth each one is (any data), with a chance level from circular time shifts;
 * :func:`cleaning_view`: chapter 3's recovery table in reading order;
-* :func:`signed_maps`, :func:`hoyer_sparsity`, :func:`factor_summary`,
+* :func:`~fusi_nmf.metrics.signed_maps` (re-exported), :func:`hoyer_sparsity`,
+  :func:`factor_summary`,
   :func:`mode_agreement`: chapter 5's comparison of the two NMF modes;
 * :func:`chance_truths`, :func:`recovery_table`: recovery scores with their chance
   levels (:func:`fusi_nmf.metrics.recovery_with_chance`) for chapters 4, 5 and 7;
@@ -35,10 +36,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fusi_nmf.datasets import recording_path
 from fusi_nmf.metrics import (
-    _signed_maps,
     correlation_matrix,
     match_components,
     recovery_with_chance,
+    signed_maps,
     source_recovery,
 )
 from fusi_nmf.simulate import load_ground_truth
@@ -97,16 +98,6 @@ def _ranges(numbers: Sequence[int]) -> str:
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def signed_maps(maps: xr.DataArray) -> xr.DataArray:
-    """``pos - neg`` of maps with a ``sign`` dim (the maps themselves without one).
-
-    A component that lowers a voxel's signal loads on its ``neg`` channel, so the signed
-    map is negative there: the form to compare with a true (signed) source map. The one
-    definition the recovery scores of :mod:`fusi_nmf.metrics` use, so both read the same map.
-    """
-    return _signed_maps(maps)
 
 
 def hoyer_sparsity(values: np.ndarray, axis: int = -1) -> np.ndarray:

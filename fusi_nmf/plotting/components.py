@@ -10,7 +10,7 @@ import xarray as xr
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from fusi_nmf.metrics import correlation_matrix, match_components
+from fusi_nmf.metrics import correlation_matrix, match_components, signed_maps
 from fusi_nmf.plotting._style import (
     TEXTCOLOR,
     TRUTH_STYLE,
@@ -245,13 +245,6 @@ def plot_similarity(
     return fig
 
 
-def _signed(maps: xr.DataArray) -> xr.DataArray:
-    """``pos - neg`` for maps with a ``sign`` dim (the signed loading), else the maps."""
-    if "sign" in maps.dims:
-        return maps.sel(sign="pos") - maps.sel(sign="neg")
-    return maps
-
-
 @_styled
 def plot_component_match(
     a: xr.DataArray,
@@ -280,7 +273,7 @@ def plot_component_match(
     -------
     matplotlib.figure.Figure
     """
-    sa, sb = _signed(_require_dataarray(a, "a")), _signed(_require_dataarray(b, "b"))
+    sa, sb = signed_maps(_require_dataarray(a, "a")), signed_maps(_require_dataarray(b, "b"))
     if "component" not in sa.dims or "component" not in sb.dims:
         raise ValueError(f"a and b need a 'component' dim, got {sa.dims} and {sb.dims}.")
     other = [d for d in sa.dims if d != "component"]
