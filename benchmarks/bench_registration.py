@@ -58,6 +58,7 @@ from fusi_nmf.datasets import recording_path
 from fusi_nmf.decomposition import NMF
 from fusi_nmf.io import load_recording
 from fusi_nmf.metrics import align_to_truth, source_recovery
+from fusi_nmf.registration.geometry import rot_xyz
 from fusi_nmf.signal import split_sign, standardize
 from fusi_nmf.simulate import load_ground_truth, simulate_recording
 
@@ -147,14 +148,6 @@ def speed(base: ModuleType, preset: str, repeats: int) -> None:
 
 
 # --------------------------------------------------------------------------- multi-slice
-def _rot_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
-    a, b, g = np.radians([rx, ry, rz])
-    r_x = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    r_y = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    r_z = np.array([[np.cos(g), -np.sin(g), 0], [np.sin(g), np.cos(g), 0], [0, 0, 1]])
-    return r_z @ r_y @ r_x
-
-
 def thick_slice_recording(n_frames: int, seed: int, through_plane: bool) -> tuple[
         xr.DataArray, xr.DataArray]:
     """4 thick slices (0.4 mm apart, elevation PSF sigma 0.15 mm) of a blob texture.
@@ -187,7 +180,7 @@ def thick_slice_recording(n_frames: int, seed: int, through_plane: bool) -> tupl
     motions = (0.5 * wander + 0.5 * jumps * rng.uniform(-1, 1, 6)) * lim
     frames = np.empty((n_frames, *shape), dtype=np.float32)
     for i, (tx, ty, tz, rx, ry, rz) in enumerate(motions):
-        p = (q - centre - np.array([tx, ty, tz])) @ _rot_xyz(rx, ry, rz) + centre
+        p = (q - centre - np.array([tx, ty, tz])) @ rot_xyz(np.radians([rx, ry, rz])) + centre
         d2 = ((p[:, None, :2] - blobs[None, :, :2]) ** 2).sum(-1) / width**2 + (
             (p[:, None, 2] - blobs[None, :, 2]) ** 2) / wz**2
         frames[i] = ((amp * np.exp(-d2 / 2)).sum(-1) + 0.05).reshape(shape)
