@@ -60,6 +60,51 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.close(fd)  # releases the lock
 
 
+class FileLock:
+    """An exclusive lock other processes (and threads) see: ``flock`` on a lock file.
+
+    Used so that two runs sharing a cache (parallel chapters of the book, a sweep with
+    ``--jobs``) compute a missing entry once: the second waits, then reads what the
+    first wrote. The lock file itself stays (removing it would race with a waiter);
+    it is empty. Without ``fcntl`` (Windows) the lock does nothing: concurrent runs
+    then compute twice, which is safe because every write is atomic.
+
+    Use as a context manager, or :meth:`acquire` / :meth:`release` when the release
+    happens elsewhere (e.g. after a background save).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> FileLock:
+        """Block until this process holds the lock."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this FileLock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases the ``flock``); idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def clean_partial(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporary files killed writers left in ``folder``; return them.
 

@@ -375,6 +375,10 @@ class _Cache:
     def path(self, stage: str, key: str) -> Path:
         return self.folder / f"{stage}-{key}.nc"
 
+    def lock(self, stage: str, key: str) -> _atomic.FileLock:
+        """The lock held while one run computes and saves this entry."""
+        return _atomic.FileLock(self.folder / ".locks" / f"{stage}-{key}.lock")
+
     def load(self, stage: str, key: str) -> xr.DataArray | xr.Dataset | None:
         path = self.path(stage, key)
         checksum = path.with_suffix(".sha256")
@@ -461,27 +465,58 @@ class Workspace:
         if cached is None:
             with self._lock:
                 inputs = upstream()
-            status(f"[fusi-nmf] {stage} ...", self.progress)
-            start = time.perf_counter()
-            with threadpool_limits(limits=BLAS_THREADS):
-                cached = compute(inputs)
-            self.timings[stage] = time.perf_counter() - start
-            status(f"[fusi-nmf] {stage} done in {self.timings[stage]:.1f} s", self.progress)
-            self._save(stage, key, cached)
+            # Another run sharing this folder (a parallel chapter, a sweep run) may be
+            # computing this very stage: wait for it and read its result instead.
+            lock = self._cache.lock(stage, key).acquire()
+            try:
+                start = time.perf_counter()
+                cached = self._cache.load(stage, key)
+                if cached is None:
+                    status(f"[fusi-nmf] {stage} ...", self.progress)
+                    with threadpool_limits(limits=BLAS_THREADS):
+                        cached = compute(inputs)
+                    self.timings[stage] = time.perf_counter() - start
+                    status(f"[fusi-nmf] {stage} done in {self.timings[stage]:.1f} s",
+                           self.progress)
+                    lock, release = None, lock.release
+                    self._save(stage, key, cached, release)  # releases once saved
+                else:
+                    self.timings[stage] = time.perf_counter() - start
+                    self.cache_hits.append(stage)
+            finally:
+                if lock is not None:
+                    lock.release()
         else:
             self.timings[stage] = time.perf_counter() - start
             self.cache_hits.append(stage)
         self._memo[memo_key] = cached
         return cached
 
-    def _save(self, stage: str, key: str, obj: xr.DataArray | xr.Dataset) -> None:
+    def _save(
+        self,
+        stage: str,
+        key: str,
+        obj: xr.DataArray | xr.Dataset,
+        release: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Save a computed stage, then call ``release`` (the stage's lock), even on failure."""
         if self._writer is None:
-            self._cache.save(stage, key, obj)
+            try:
+                self._cache.save(stage, key, obj)
+            finally:
+                release()
             return
         # a copy taken now: the file holds what was computed, whatever the caller does
         # to the returned object meanwhile
         snapshot = obj.copy(deep=True)
-        self._writes.append(self._writer.submit(self._cache.save, stage, key, snapshot))
+
+        def save() -> Path:
+            try:
+                return self._cache.save(stage, key, snapshot)
+            finally:
+                release()
+
+        self._writes.append(self._writer.submit(save))
 
     def _finish_writes(self, raise_errors: bool = True) -> None:
         """Wait for the writer thread's saves; re-raise the first that failed."""

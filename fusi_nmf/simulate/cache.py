@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from fusi_nmf import __version__
-from fusi_nmf._atomic import write_json
+from fusi_nmf._atomic import FileLock, write_json
 from fusi_nmf._paths import data_home
 from fusi_nmf._progress import status
 from fusi_nmf._util import file_digest
@@ -94,6 +94,16 @@ def simulated_dataset(
     _check_preset(preset)
     seed = _check_int(seed, "seed", 0)
     root = data_home(data_dir) / "simulated" / f"{preset}-seed{seed}"
+    if _verify(root, preset, seed) is None:
+        return root
+    # Two runs asking at once (parallel chapters, a sweep with --jobs): one generates,
+    # the other waits and then finds it intact, instead of deleting files being written.
+    with FileLock(root.parent / ".locks" / f"{root.name}.lock"):
+        return _generate(root, preset, seed, progress)
+
+
+def _generate(root: Path, preset: str, seed: int, progress: bool | None) -> Path:
+    """Generate the dataset at ``root`` unless it is intact by now (the caller holds the lock)."""
     problem = _verify(root, preset, seed)
     if problem is None:
         return root
