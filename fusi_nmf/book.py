@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -300,15 +300,27 @@ def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
 
 
 # --------------------------------------------------------------------------- execution
+#: BLAS/OpenMP thread counts of the kernels (see :func:`_kernel_environment`).
+ONE_BLAS_THREAD = {name: "1" for name in
+                   ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def default_jobs() -> int:
+    """Chapters executed at once by default: one per core (the kernels use one thread)."""
+    return max(1, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def _kernel_environment() -> Iterator[None]:
     """Environment the kernels inherit while notebooks execute.
 
     Progress bars off (they would only clutter stderr, which the book drops anyway), and
     no ``MPLBACKEND``: a non-inline backend such as ``Agg`` would make the notebooks'
-    figures disappear from the book.
+    figures disappear from the book. One BLAS thread per kernel: chapters run side by
+    side (``jobs``) without oversubscribing the cores, and a chapter's numbers do not
+    depend on how many run at once (the pipeline's stages use one thread anyway).
     """
-    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None):
+    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None, **ONE_BLAS_THREAD):
         yield
 
 
@@ -540,7 +552,7 @@ def build_book(
     notebooks: Sequence[str] | None = None,
     execute: bool = True,
     build: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
     kernel_name: str = KERNEL_NAME,
     verbose: bool = True,
     stream: TextIO | None = None,
@@ -570,9 +582,10 @@ def build_book(
         others keep their existing executed copies.
     execute, build : bool
         Run papermill / run ``jupyter-book build``.
-    jobs : int
-        Notebooks executed at once. With more than one, the first chapter runs alone
-        (it prepares the data every later one reads), then the rest run in parallel.
+    jobs : int, optional
+        Notebooks executed at once (default :func:`default_jobs`, one per core). They
+        start in book order and share the work folder: a stage one chapter is computing
+        is waited for and read by the others, never computed twice.
     kernel_name : str
         Jupyter kernel name.
     verbose : bool
@@ -589,8 +602,8 @@ def build_book(
     ------
     NotebookExecutionError
         A notebook failed (subclass of ``PapermillExecutionError``); the message names
-        the notebook and the cell. Later notebooks are not executed and the book is not
-        built.
+        the notebook and the cell. Notebooks not yet started are not executed (those
+        already running finish) and the book is not built.
     BookBuildError
         ``jupyter-book build`` failed or warned.
     """
@@ -598,8 +611,9 @@ def build_book(
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else root / "notebooks"
     work_dir = Path(work_dir) if work_dir is not None else root / "_build" / "work"
     work_dir = work_dir.expanduser().resolve()
-    if jobs < 1:
-        raise ValueError(f"jobs={jobs}: must be at least 1")
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r}: must be an integer of at least 1")
 
     chapters = _chapter_notebooks(root, notebooks_dir)
     if not chapters:
@@ -689,9 +703,7 @@ def build_book(
                 for chapter in selected:
                     result.runs.append(run_one(chapter))
             else:
-                result.runs.append(run_one(selected[0]))
-                with ThreadPoolExecutor(max_workers=jobs) as pool:
-                    result.runs.extend(pool.map(run_one, selected[1:]))
+                result.runs.extend(_run_parallel(run_one, selected, jobs))
         result.runs.sort(key=lambda run: index[run.name])
         result.execute_seconds = time.perf_counter() - start
         say(
@@ -712,6 +724,25 @@ def build_book(
         result.build_seconds = time.perf_counter() - start
         say(f"built the HTML book in {result.build_seconds:.1f} s: {result.html_index}")
     return result
+
+
+def _run_parallel(run_one: Any, chapters: Sequence[Any], jobs: int) -> list[NotebookRun]:
+    """``run_one`` on every chapter, ``jobs`` at once, started in order.
+
+    On the first failure the chapters not yet started are cancelled, the running ones
+    finish (a kernel is not killed halfway through writing its notebook), and the
+    failure is raised.
+    """
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(chapters)))
+    futures = [pool.submit(run_one, chapter) for chapter in chapters]
+    try:
+        for future in as_completed(futures):
+            future.result()  # raises the first failure
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [future.result() for future in futures]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -783,7 +814,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-execute", action="store_true", help="skip papermill")
     parser.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="notebooks executed at once (default 1)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="notebooks executed at once (default: one per core; each kernel uses one "
+        "BLAS thread, and chapters wait for the stages another is computing)",
     )
     parser.add_argument(
         "--root", default=None, help="book root with _config.yml and _toc.yml (default: .)"
