@@ -4,6 +4,7 @@ and the book executed once per session."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -75,24 +76,45 @@ def executed_book(tmp_path_factory: pytest.TempPathFactory) -> ExecutedBook:
 
     Shared by ``tests/test_notebooks.py`` (outputs of every chapter) and
     ``tests/test_book.py`` (HTML build and browser check), so the book's notebooks run
-    once per session, not once per test file.
+    once per session, not once per test file. Under pytest-xdist (``make test``) the
+    workers share it too: the first to ask executes the book while holding a lock, the
+    others wait and read the record it leaves (``record.json``).
     """
-    from fusi_nmf.book import build_book
+    from fusi_nmf._atomic import FileLock, write_json
+    from fusi_nmf.book import NotebookRun, build_book
 
-    root = tmp_path_factory.mktemp("book") / "repo"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml", "intro.md"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "notebooks", root / "notebooks")
-    shutil.copytree(REPO / "_static", root / "_static")  # the book's CSS (scrolling tables)
-    book = ExecutedBook(root=root, work_dir=root / "work", parameters=dict(SMALL_BOOK))
-    out = io.StringIO()
-    try:
-        result = build_book(
-            root, parameters=SMALL_BOOK, work_dir=book.work_dir, build=False, stream=out
-        )
-        book.runs = result.runs
-    except Exception as exc:  # reported by every test that uses the book
-        book.error = exc
-    book.log = out.getvalue()
+    base = tmp_path_factory.getbasetemp()
+    # xdist workers' temp folders share a parent that belongs to this session only
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "executed-book"
+    root, record = shared / "repo", shared / "record.json"
+    with FileLock(shared.with_suffix(".lock")):
+        if record.is_file():  # another worker executed it
+            saved = json.loads(record.read_text())
+            runs = [NotebookRun(r["name"], Path(r["source"]), Path(r["output"]),
+                                r["parameters"], r["seconds"]) for r in saved["runs"]]
+            error = RuntimeError(saved["error"]) if saved["error"] else None
+            return ExecutedBook(root=root, work_dir=root / "work",
+                                parameters=dict(SMALL_BOOK), runs=runs, error=error,
+                                log=saved["log"])
+        root.mkdir(parents=True)
+        for name in ("_config.yml", "_toc.yml", "intro.md"):
+            shutil.copy(REPO / name, root / name)
+        shutil.copytree(REPO / "notebooks", root / "notebooks")
+        shutil.copytree(REPO / "_static", root / "_static")  # the book's CSS (wide tables)
+        book = ExecutedBook(root=root, work_dir=root / "work", parameters=dict(SMALL_BOOK))
+        out = io.StringIO()
+        try:
+            result = build_book(
+                root, parameters=SMALL_BOOK, work_dir=book.work_dir, build=False, stream=out
+            )
+            book.runs = result.runs
+        except Exception as exc:  # reported by every test that uses the book
+            book.error = exc
+        book.log = out.getvalue()
+        write_json(record, {
+            "runs": [{"name": r.name, "source": str(r.source), "output": str(r.output),
+                      "parameters": r.parameters, "seconds": r.seconds} for r in book.runs],
+            "error": None if book.error is None else f"{type(book.error).__name__}: {book.error}",
+            "log": book.log,
+        })
     return book

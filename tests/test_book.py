@@ -189,7 +189,7 @@ def test_failing_notebook_keeps_previous_copy(tmp_path):
 def test_a_failure_among_parallel_chapters_is_raised_and_nothing_is_built(tmp_path):
     root = _tiny_book(tmp_path / "book_root")
     out = io.StringIO()
-    with pytest.raises(NotebookExecutionError, match="01_alpha.ipynb") as info:
+    with pytest.raises(NotebookExecutionError, match=r"01_alpha\.ipynb") as info:
         build_book(root, n_components=-1, work_dir=tmp_path / "work", stream=out, jobs=2)
     # beta was already running beside alpha: it finished, and says so; no book was built
     assert re.search(r"^\[2/2\] 02_beta\.ipynb\s+\d+\.\d s$", out.getvalue(), re.M)
