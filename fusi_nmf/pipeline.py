@@ -6,7 +6,8 @@ on: the sha256 of the recording's bytes **and** of its JSON sidecar (so an edite
 or a replaced image with the same size and modification time is recomputed), every
 parameter the stage uses, and :data:`CACHE_VERSION`. A chapter notebook runs alone and a
 chain of notebooks does not redo work. Hashing the full-size simulated recording (25 MB)
-costs about 0.1 s, a tenth of loading it (``benchmarks/bench_input_digest.py``). Cache
+costs about 0.02 s, a tenth of loading it (``benchmarks/bench_input_digest.py``), and is
+done once: the simulated cache's verification hash of the same bytes is reused. Cache
 files are NetCDF (readable with ``xarray.open_dataset``) written atomically, each with a
 sha256 checksum that is verified before use; a missing or corrupt entry is simply
 recomputed, and the temporary files of a killed run are removed by the next one.
@@ -54,7 +55,7 @@ from threadpoolctl import threadpool_limits
 
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
-from fusi_nmf._util import file_digest
+from fusi_nmf._util import file_digest, recorded_digests
 from fusi_nmf.io import sidecar_path
 from fusi_nmf.signal import CLEAN_DEFAULTS, STANDARDIZE_METHODS, filter_temporal
 from fusi_nmf.simulate import PRESETS
@@ -441,6 +442,9 @@ class Workspace:
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future] = []
         self._recording_path: Path | None = None
+        # sha256 of files read in full while finding the recording (the simulated cache's
+        # verification), reused by _input_id instead of hashing the same bytes again
+        self._fetch_digests: dict[str, str] = {}
         self._input_digest: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -534,9 +538,13 @@ class Workspace:
             path = self.recording_path
             start = time.perf_counter()
             side = sidecar_path(path)
+
+            def sha256(file: Path) -> str:
+                return self._fetch_digests.get(os.path.abspath(file)) or file_digest(file)
+
             self._input_digest = {
-                "image_sha256": file_digest(path),
-                "sidecar_sha256": file_digest(side) if side.is_file() else None,
+                "image_sha256": sha256(path),
+                "sidecar_sha256": sha256(side) if side.is_file() else None,
             }
             self.timings["input_digest"] = time.perf_counter() - start
         return self._input_digest
@@ -550,15 +558,16 @@ class Workspace:
 
             cfg = self.config
             start = time.perf_counter()
-            self._recording_path = Path(
-                recording_path(
-                    cfg.dataset,
-                    preset=cfg.preset,
-                    seed=cfg.seed,
-                    data_dir=cfg.data_dir,
-                    progress=self.progress,
+            with recorded_digests() as self._fetch_digests:
+                self._recording_path = Path(
+                    recording_path(
+                        cfg.dataset,
+                        preset=cfg.preset,
+                        seed=cfg.seed,
+                        data_dir=cfg.data_dir,
+                        progress=self.progress,
+                    )
                 )
-            )
             self.timings.setdefault("fetch", time.perf_counter() - start)
         return self._recording_path
 
