@@ -615,7 +615,9 @@ def validation_table(name: str = "cleaning") -> pd.DataFrame:
     name : {"cleaning", "snr_sweep"}
         ``"cleaning"``: ``benchmarks/measure_cleaning.py`` on the full-size simulated
         recording (every real-data trait on), one row per condition (the original
-        analysis, registration alone, each cleaning step alone, the default chain).
+        analysis, registration alone, each cleaning step alone, the default chain;
+        ``--seeds 10 11 12 --out fusi_nmf/data/cleaning_recovery.tsv``, about 45 min, so
+        it is shipped for the book instead of measured there).
         ``"snr_sweep"``: ``benchmarks/snr_sweep.py``, one row per source amplitude x
         noise level x analysis x NMF mode. The seeds are in ``attrs["note"]``; the
         cleaning defaults were chosen on other seeds (see

@@ -25,13 +25,10 @@ whose intensity means something (brain mask, percent signal change).
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Mapping
-from importlib.resources import files
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from fusi_nmf import qc
@@ -51,7 +48,6 @@ __all__ = [
     "CLEAN_DEFAULTS",
     "append_history",
     "clean",
-    "cleaning_recovery_table",
     "detrend",
     "filter_temporal",
     "regress_global",
@@ -564,7 +560,7 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
 #: simulator has no widespread true activity, which real brains do have and which the
 #: regression would remove (and it creates anticorrelations, see :func:`regress_global`),
 #: so its gain here is an artefact of what the simulator leaves out. The effect of the
-#: chosen defaults is reported on seeds 10-12 (:func:`cleaning_recovery_table`) and
+#: chosen defaults is reported on seeds 10-12 (:func:`fusi_nmf.metrics.validation_table`) and
 #: across signal-to-noise (``benchmarks/snr_sweep.py``).
 CLEAN_DEFAULTS: dict[str, object] = {
     "detrend_order": 1,
@@ -767,25 +763,3 @@ def _smooth_zscores(data: xr.DataArray, fwhm_mm) -> xr.DataArray:
         f"smooth_spatial: Gaussian FWHM {fwhm_mm} mm on per-voxel z-scores, mapped back "
         "with each voxel's temporal mean and s.d.",
     )
-
-
-def cleaning_recovery_table() -> pd.DataFrame:
-    """The measured effect of each cleaning step on planted-source recovery.
-
-    Produced by ``benchmarks/measure_cleaning.py --preset default --seeds 10 11 12 --out
-    fusi_nmf/data/cleaning_recovery.tsv`` on the full-size simulated recording (every
-    real-data trait on), seeds the defaults were not chosen on: for the original
-    analysis (the ConfUSIus example), the raw and registered recordings, each cleaning
-    step alone and the default chain (:data:`CLEAN_DEFAULTS`), the mean one-to-one
-    matched |r| between planted sources and NMF components (k=10), its chance level, the
-    chance-corrected score and the ceiling (columns described in
-    :data:`fusi_nmf.metrics.VALIDATION_COLUMNS`). The first line of the file
-    (``attrs["note"]``) records the settings. Shipped with the package so the book shows
-    it without the half-hour measurement; the same table as
-    :func:`fusi_nmf.metrics.validation_table` ``("cleaning")``.
-    """
-    text = files("fusi_nmf").joinpath("data/cleaning_recovery.tsv").read_text()
-    note, _, body = text.partition("\n")
-    table = pd.read_csv(io.StringIO(body), sep="\t", index_col="condition")
-    table.attrs["note"] = note.lstrip("# ").strip()
-    return table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,9 @@ from fusi_nmf.metrics import (
     motion_error_table,
     recovery_with_chance,
     source_recovery,
+    validation_table,
 )
+from fusi_nmf.signal import CLEAN_DEFAULTS
 
 
 def _maps(k=4, shape=(1, 6, 5), seed=0):
@@ -361,3 +365,35 @@ def test_motion_error_table_errors():
         motion_error_table(est.rename(parameter="p"), est)
     with pytest.raises(TypeError, match="truth"):
         motion_error_table(est, est.values)
+
+
+# ------------------------------------------------------------- shipped measurements
+def test_packaged_cleaning_measurement_is_readable() -> None:
+    table = validation_table("cleaning")
+    assert {"reference (ConfUSIus example)", "raw", "registered", "default chain"} <= set(
+        table.index
+    )
+    for mode in ("temporal", "spatial"):
+        for col in ("timecourse_r", "timecourse_chance", "timecourse_corrected",
+                    "timecourse_r_ceiling", "map_r", "map_chance", "map_corrected"):
+            assert f"{mode}_{col}" in table.columns
+    # the shipped numbers belong to the shipped defaults, on seeds they were not tuned on
+    assert str(CLEAN_DEFAULTS) in table.attrs["note"]
+    assert "seeds=[10, 11, 12]" in table.attrs["note"]
+    chain, ref = table.loc["default chain"], table.loc["reference (ConfUSIus example)"]
+    assert chain["temporal_timecourse_corrected"] >= ref["temporal_timecourse_corrected"] + 0.1
+    assert (table["temporal_timecourse_r"] > table["temporal_timecourse_chance"]).all()
+    sweep = validation_table("snr_sweep")
+    assert {"amplitude", "noise_sd", "analysis", "mode", "timecourse_corrected",
+            "timecourse_chance", "timecourse_r_ceiling"} <= set(sweep.columns)
+    with pytest.raises(ValueError, match="snr_sweep"):
+        validation_table("cleaning_recovery")
+
+
+def test_shipped_measurements_have_one_reader() -> None:
+    """Only metrics reads fusi_nmf/data: a second reader could drift from validation_table."""
+    package = Path(__file__).resolve().parents[1] / "fusi_nmf"
+    for data_file in sorted((package / "data").glob("*.tsv")):
+        readers = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+                   if data_file.name in p.read_text(encoding="utf-8")]
+        assert readers == ["metrics.py"], (data_file.name, readers)

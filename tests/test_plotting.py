@@ -98,7 +98,7 @@ def _all_figures() -> dict[str, Figure]:
 
 
 def _cleaning_table() -> pd.DataFrame:
-    """A small table shaped like ``fusi_nmf.signal.cleaning_recovery_table()``."""
+    """A small table shaped like ``fusi_nmf.metrics.validation_table("cleaning")``."""
     index = pd.Index(["raw", "registered", "+ step", "chain"], name="condition")
     return pd.DataFrame(
         {
@@ -406,9 +406,9 @@ def test_cleaning_effect_rejects_missing_rows_columns_and_reference():
 
 
 def test_cleaning_effect_draws_the_shipped_measurement():
-    from fusi_nmf.signal import cleaning_recovery_table
+    from fusi_nmf.metrics import validation_table
 
-    table = cleaning_recovery_table()
+    table = validation_table("cleaning")
     fig = fplot.plot_cleaning_effect(table)
     assert len(fig.axes[0].get_yticklabels()) == len(table)
 

@@ -174,9 +174,9 @@ def test_without_paths_and_cleaning_view():
     shown = report.without_paths(rec)
     assert shown.attrs == {"source_file": "sub-01_pwd.nii.gz", "task": "rest/odd"}
     assert rec.attrs["source_file"].startswith("/tmp")  # the original is untouched
-    from fusi_nmf.signal import cleaning_recovery_table
+    from fusi_nmf.metrics import validation_table
 
-    view, steps = report.cleaning_view(cleaning_recovery_table())
+    view, steps = report.cleaning_view(validation_table("cleaning"))
     rows = list(view.index)
     assert rows.index("raw") < rows.index("registered") < rows.index(steps[0])
     assert rows[-1] == "default chain"

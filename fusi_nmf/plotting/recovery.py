@@ -131,7 +131,7 @@ def plot_cleaning_effect(
     ----------
     table : pandas.DataFrame
         Indexed by condition, with columns ``{mode}_{metric}``, e.g.
-        :func:`fusi_nmf.signal.cleaning_recovery_table`.
+        :func:`fusi_nmf.metrics.validation_table` ``("cleaning")``.
     rows : sequence of str, optional
         Conditions to draw, in this order (default: every row of ``table``).
     metrics : sequence of str
