@@ -1,9 +1,10 @@
-"""Private xarray helpers shared by the preprocessing modules (signal, qc, plotting).
+"""Private xarray helpers shared by signal, qc, metrics and plotting.
 
-One definition of each: the spatial dim names, the history attr, the input check
-and the (time, features) matrix view of a recording. Kept in a private module at
-the bottom of the dependency graph so that :mod:`fusi_nmf.signal` and
-:mod:`fusi_nmf.qc` both import it instead of importing each other.
+One definition of each: the spatial dim names, the history attr, the input check,
+the (time, features) matrix view of a recording and the motion-parameters check.
+Kept in a private module at the bottom of the dependency graph so that
+:mod:`fusi_nmf.signal` and :mod:`fusi_nmf.qc` both import it instead of importing
+each other, and metrics and plotting check motion the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "check_dataarray",
     "from_time_matrix",
     "mask_features",
+    "motion_parameters",
 ]
 
 # Spatial dims of a recording, in the order of its arrays (time first, then these).
@@ -87,3 +89,24 @@ def mask_features(mask, data: xr.DataArray, dim: str) -> np.ndarray:
         raise ValueError(f"mask has dims {missing} that data lacks (data dims {tuple(data.dims)}).")
     full = mask.astype(bool).broadcast_like(data.isel({dim: 0}, drop=True)).transpose(*other)
     return np.asarray(full.values).reshape(-1)
+
+
+def motion_parameters(motion: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
+    """The ``(time, parameter)`` DataArray of ``Workspace.motion()``, a truth or a DataArray."""
+    if isinstance(motion, xr.Dataset):
+        for key in ("parameters", "motion"):
+            if key in motion:
+                return motion[key]
+        raise ValueError(
+            f"{name} is a Dataset without a 'parameters' (or 'motion') variable "
+            f"(variables: {list(motion.data_vars)}); pass Workspace.motion()."
+        )
+    if not isinstance(motion, xr.DataArray):
+        raise TypeError(
+            f"{name} must be an xarray.Dataset or DataArray, got {type(motion).__name__}."
+        )
+    if set(motion.dims) != {"time", "parameter"}:
+        raise ValueError(
+            f"{name} must have dims ('time', 'parameter'), got {tuple(motion.dims)}."
+        )
+    return motion

@@ -36,6 +36,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
+from fusi_nmf._xr import motion_parameters
 from fusi_nmf.registration.geometry import angles_from_rotation, rot_xyz
 
 __all__ = [
@@ -640,30 +641,6 @@ def validation_table(name: str = "cleaning") -> pd.DataFrame:
     return table
 
 
-# --------------------------------------------------------------------------- motion
-
-
-def _motion_parameters(motion: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
-    """The ``(time, parameter)`` DataArray of ``Workspace.motion()``, a truth or a DataArray."""
-    if isinstance(motion, xr.Dataset):
-        for key in ("parameters", "motion"):
-            if key in motion:
-                return motion[key]
-        raise ValueError(
-            f"{name} is a Dataset without a 'parameters' (or 'motion') variable "
-            f"(variables: {list(motion.data_vars)}); pass Workspace.motion()."
-        )
-    if not isinstance(motion, xr.DataArray):
-        raise TypeError(
-            f"{name} must be an xarray.Dataset or DataArray, got {type(motion).__name__}."
-        )
-    if set(motion.dims) != {"time", "parameter"}:
-        raise ValueError(
-            f"{name} must have dims ('time', 'parameter'), got {tuple(motion.dims)}."
-        )
-    return motion
-
-
 # ------------------------------------------------------------- motion vs truth
 def _params_to_matrices(values: np.ndarray, names: Sequence[str]
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -757,8 +734,8 @@ def motion_error_table(
         ``rmse``, ``rmse_offset_removed``, ``max_abs_error`` (offset removed) and ``r``
         (Pearson correlation over time).
     """
-    est = _motion_parameters(estimated, "estimated")
-    ref = _motion_parameters(truth, "truth")
+    est = motion_parameters(estimated, "estimated")
+    ref = motion_parameters(truth, "truth")
     if est.sizes["time"] != ref.sizes["time"]:
         raise ValueError(
             f"estimated motion has {est.sizes['time']} frames but the truth has "

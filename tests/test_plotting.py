@@ -223,6 +223,27 @@ def test_motion_panels_units_and_truth_overlay():
         fplot.plot_motion(motion["framewise_displacement"])
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        xr.Dataset({"fd": ("time", np.zeros(60))}),
+        xr.DataArray(np.zeros((60, 3)), dims=("time", "param")),
+        np.zeros((60, 3)),
+    ],
+    ids=["dataset-without-parameters", "wrong-dims", "numpy"],
+)
+def test_plot_motion_checks_motion_like_motion_error_table(bad):
+    """One check of a motion input: the figure and the error table reject it alike."""
+    from fusi_nmf.metrics import motion_error_table
+
+    good = _motion()["parameters"]
+    with pytest.raises((TypeError, ValueError)) as figure:
+        fplot.plot_motion(good, truth=bad)
+    with pytest.raises((TypeError, ValueError)) as table:
+        motion_error_table(good, bad)
+    assert (type(figure.value), str(figure.value)) == (type(table.value), str(table.value))
+
+
 def test_registration_qc_needs_the_qc_keys():
     with pytest.raises(ValueError, match="mean_after"):
         fplot.plot_registration_qc({"mean_before": _recording().mean("time")})

@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from fusi_nmf._xr import motion_parameters
 from fusi_nmf.plotting._style import (
     TEXTCOLOR,
     _as_spatial,
@@ -20,7 +21,6 @@ from fusi_nmf.plotting._style import (
     _limits,
     _make_norm,
     _new_figure,
-    _require_dataarray,
     _style_axes,
     _styled,
     _time_values,
@@ -123,24 +123,6 @@ plot_before_after = plot_registration_qc
 # --------------------------------------------------------------------------- motion
 
 
-def _motion_parameters(motion: Any, name: str) -> tuple[xr.DataArray, xr.DataArray | None]:
-    if isinstance(motion, xr.Dataset):
-        for key in ("parameters", "motion"):
-            if key in motion:
-                fd = motion.get("framewise_displacement")
-                return motion[key], fd
-        raise ValueError(
-            f"{name} is a Dataset without a 'parameters' (or 'motion') variable "
-            f"(variables: {list(motion.data_vars)}); pass Workspace.motion()."
-        )
-    motion = _require_dataarray(motion, name)
-    if set(motion.dims) != {"time", "parameter"}:
-        raise ValueError(
-            f"{name} must have dims ('time', 'parameter'), got {tuple(motion.dims)}."
-        )
-    return motion, None
-
-
 @_styled
 def plot_motion(
     motion: xr.Dataset | xr.DataArray,
@@ -167,8 +149,9 @@ def plot_motion(
     -------
     matplotlib.figure.Figure
     """
-    params, fd = _motion_parameters(motion, "motion")
-    truth_params = _motion_parameters(truth, "truth")[0] if truth is not None else None
+    params = motion_parameters(motion, "motion")
+    fd = motion.get("framewise_displacement") if isinstance(motion, xr.Dataset) else None
+    truth_params = motion_parameters(truth, "truth") if truth is not None else None
     names = [str(p) for p in np.asarray(params["parameter"].values)]
     groups = [
         ("translation (mm)", [p for p in names if p.startswith("t")]),
