@@ -44,6 +44,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from fusi_nmf._atomic import atomic_path
 from fusi_nmf._util import temporary_environ
+from fusi_nmf._values import declared_type, parse_value
 from fusi_nmf.pipeline import PipelineConfig, parse_config_value
 
 __all__ = [
@@ -270,33 +271,11 @@ def route_parameters(parameters: dict[str, Any], declared: Collection[str]) -> d
 
 
 def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
-    """Convert a command-line string to the type the notebook declares for ``name``."""
+    """A command-line string typed as ``sweep`` types it (:func:`fusi_nmf._values.parse_value`,
+    against the type the notebook declares for ``name``); other values pass as they are."""
     if not isinstance(value, str):
         return value
-    type_name = (declared or {}).get("inferred_type_name", "None")
-    try:
-        if type_name == "int":
-            return int(value)
-        if type_name == "float":
-            return float(value)
-        if type_name in ("dict", "list"):
-            parsed = yaml.safe_load(value)  # JSON is YAML: '{"high_pass": 0.02}', '[4, 8]'
-            if not isinstance(parsed, dict if type_name == "dict" else list):
-                raise ValueError(value)
-            return parsed
-        if type_name == "bool":
-            lowered = value.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-    except (ValueError, yaml.YAMLError):
-        raise ValueError(
-            f"parameter {name}={value!r}: the notebooks declare it as {type_name}; "
-            f"pass a value of that type"
-        ) from None
-    return value
+    return parse_value(value, declared_type(declared or {}), name)
 
 
 # --------------------------------------------------------------------------- execution

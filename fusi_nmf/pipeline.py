@@ -56,6 +56,7 @@ from threadpoolctl import threadpool_limits
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
 from fusi_nmf._util import file_digest, recorded_digests
+from fusi_nmf._values import parse_value
 from fusi_nmf.io import sidecar_path
 from fusi_nmf.signal import CLEAN_DEFAULTS, STANDARDIZE_METHODS, filter_temporal
 from fusi_nmf.simulate import PRESETS
@@ -1157,9 +1158,11 @@ def _option_type(annotation: str) -> tuple[Callable[[str], Any], tuple[Any, ...]
 def parse_config_value(name: str, value: Any) -> Any:
     """One :class:`PipelineConfig` setting from the command line, typed and validated.
 
-    A string is converted as the ``run`` command's option for ``name`` converts it (the
-    field's annotation; ``true``/``false``/``1``/``0`` for booleans); any value is then
-    checked by :class:`PipelineConfig` itself, so a bad one fails here with its message.
+    A string is parsed as ``sweep -p`` and ``book -p`` parse every value
+    (:func:`fusi_nmf._values.parse_value`: YAML 1.2 core schema, so only ``true``/``false``
+    are booleans, ``1e-3`` is 0.001 and ``010`` is 10) against the field's annotation; any
+    value is then checked by :class:`PipelineConfig` itself, so a bad one fails here with
+    its message.
 
     Parameters
     ----------
@@ -1177,17 +1180,7 @@ def parse_config_value(name: str, value: Any) -> Any:
     if name not in fields:
         raise ValueError(f"{name!r} is not a pipeline setting; valid: {sorted(fields)}")
     if isinstance(value, str):
-        annotation = str(fields[name].type)
-        try:
-            if annotation == "bool":
-                words = {"true": True, "1": True, "false": False, "0": False}
-                value = words[value.strip().lower()]
-            else:
-                value = _option_type(annotation)[0](value)
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"pipeline setting {name}={value!r} is not a {annotation} value"
-            ) from None
+        value = parse_value(value, str(fields[name].type), name, "PipelineConfig")
     PipelineConfig.from_dict({name: value})
     return value
 

@@ -41,7 +41,6 @@ sends the same jobs to a Dask distributed scheduler.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import hashlib
 import itertools
@@ -58,11 +57,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fusi_nmf import _atomic
 from fusi_nmf._progress import status
 from fusi_nmf._util import temporary_environ
+from fusi_nmf._values import coerce_value, declared_type, load_yaml, parse_value
 from fusi_nmf.book import (
     PIPELINE_SETTINGS,
     SHARED_PARAMETER,
@@ -138,49 +136,6 @@ def expand_grid(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-class _CoreLoader(yaml.SafeLoader):
-    """YAML 1.2 core schema (PyYAML implements 1.1, where ``1e-3`` is a string,
-    ``010`` is octal 8 and ``no``/``off`` are False)."""
-
-    yaml_implicit_resolvers: dict = {}  # noqa: RUF012 - PyYAML's class-level registry
-
-
-for _tag, _pattern, _first in (
-    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-    (
-        "float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        "-+0123456789.",
-    ),
-    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-):
-    _CoreLoader.add_implicit_resolver(
-        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
-    )
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    text = loader.construct_scalar(node)
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    return int(text, 10)  # decimal even with leading zeros: 010 -> 10
-
-
-_CoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_CoreLoader.add_constructor(
-    "tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node).lower() == "true"
-)
-
-
-def _load_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: {text!r} is not a valid value ({exc})") from exc
-
-
 def declared_types(notebook: str | os.PathLike) -> dict[str, str]:
     """``{parameter: type name}`` from a notebook's parameters cell.
 
@@ -189,80 +144,20 @@ def declared_types(notebook: str | os.PathLike) -> dict[str, str]:
     """
     import papermill as pm
 
-    types = {}
-    for name, info in pm.inspect_notebook(str(notebook)).items():
-        kind = info.get("inferred_type_name") or "None"
-        if kind == "None":
-            with contextlib.suppress(ValueError, SyntaxError, TypeError):
-                default = ast.literal_eval(info.get("default") or "None")
-                if default is not None:
-                    kind = type(default).__name__
-        types[name] = kind
-    return types
-
-
-def coerce_value(name: str, value: Any, type_name: str | None, text: str | None = None) -> Any:
-    """Check ``value`` against a notebook parameter's declared type; convert where safe.
-
-    ``text`` is the value as typed, kept for a ``str`` parameter (``010`` stays ``"010"``).
-    """
-    kind = (type_name or "None").strip()
-    optional = re.fullmatch(r"Optional\[(.*)\]", kind)
-    if optional:
-        if value is None:
-            return None
-        kind = optional.group(1)
-    shown = text if text is not None else repr(value)
-
-    def refuse(expected: str) -> None:
-        raise ValueError(
-            f"parameter {name!r}: {shown} is not {expected} (the notebook declares "
-            f"{name}: {type_name})"
-        )
-
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if text is not None:
-            return text
-        refuse("a string; quote it")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            refuse("a boolean; write true or false")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            refuse("an integer")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            refuse("a number")
-        return float(value)
-    if kind in ("list", "dict") and not isinstance(value, list if kind == "list" else dict):
-        refuse(f"a {kind} (e.g. [4, 8])" if kind == "list" else "a mapping")
-    return value
-
-
-def parse_value(text: str, type_name: str | None = None, name: str = "value") -> Any:
-    """Parse a command-line value as a Python user expects.
-
-    YAML 1.2 core schema (``8`` -> int, ``1e-3`` and ``0.5`` -> float, ``010`` -> 10,
-    ``true``/``false`` -> bool, ``null`` -> None, ``no`` and ``abc`` -> str, ``[4, 8]`` ->
-    list), then :func:`coerce_value` against the notebook's ``type_name`` if given.
-    """
-    return coerce_value(name, _load_yaml(text, f"parameter {name!r}"), type_name, text)
+    found = pm.inspect_notebook(str(notebook))
+    return {name: declared_type(info) for name, info in found.items()}
 
 
 def load_grid_file(path: str | os.PathLike) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """Read a grid YAML: ``{parameters: {name: [values]}, fixed: {name: value}}``.
 
     A flat mapping ``{name: [values]}`` is accepted too (lists sweep, scalars are fixed).
-    Values follow the YAML 1.2 core schema (see :func:`parse_value`).
+    Values follow the YAML 1.2 core schema (see :func:`fusi_nmf._values.parse_value`).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Grid file {path} does not exist")
-    data = _load_yaml(path.read_text(), f"Grid file {path}") or {}
+    data = load_yaml(path.read_text(), f"Grid file {path}") or {}
     if not isinstance(data, dict):
         raise ValueError(f"Grid file {path} must hold a mapping, got {type(data).__name__}")
     if "parameters" in data or "fixed" in data:

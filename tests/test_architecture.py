@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fusi_nmf"
 
 # Layers, bottom to top; a module may import from its own layer or any layer below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("private helpers", {"__init__", "_atomic", "_util", "_paths", "_progress", "_xr"}),
+    ("private helpers", {"__init__", "_atomic", "_util", "_paths", "_progress", "_xr", "_values"}),
     ("data", {"io", "_provenance", "simulate", "datasets", "_osf"}),
     ("preprocessing", {"timing", "registration", "signal", "qc"}),
     ("decomposition", {"decomposition"}),
