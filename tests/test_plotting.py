@@ -244,6 +244,25 @@ def test_plot_motion_checks_motion_like_motion_error_table(bad):
     assert (type(figure.value), str(figure.value)) == (type(table.value), str(table.value))
 
 
+def test_time_panels_share_the_full_time_axis():
+    """plot_timeseries and plot_sign_split finish their time panels the same way."""
+    rec = _recording()
+    split = xr.concat([rec.clip(min=0), (-rec).clip(min=0)], dim="sign").assign_coords(
+        sign=["pos", "neg"]).transpose("time", "sign", ...)
+    t = rec["time"].values
+    figures = (fplot.plot_timeseries(rec, n=2, title="T"), fplot.plot_sign_split(split, title="T"))
+    for fig in figures:
+        assert [ax.get_xlim() for ax in fig.axes] == [(t[0], t[-1])] * len(fig.axes)
+        assert fig.axes[-1].get_xlabel() == "time (s)" and fig.get_suptitle() == "T"
+        assert [ax.get_xlabel() for ax in fig.axes[:-1]] == [""] * (len(fig.axes) - 1)
+
+
+@pytest.mark.parametrize("plot", ["plot_cleaning_effect", "plot_snr_sweep"])
+def test_recovery_figures_want_a_dataframe(plot):
+    with pytest.raises(TypeError, match="table must be a pandas DataFrame, got dict"):
+        getattr(fplot, plot)({"raw": [0.1]})
+
+
 def test_registration_qc_needs_the_qc_keys():
     with pytest.raises(ValueError, match="mean_after"):
         fplot.plot_registration_qc({"mean_before": _recording().mean("time")})

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import matplotlib as mpl
 import numpy as np
+import pandas as pd
 import xarray as xr
 from matplotlib import colors as mcolors
 from matplotlib.axes import Axes
@@ -109,6 +110,12 @@ def _require_dataarray(data: Any, name: str) -> xr.DataArray:
             f"got {type(data).__name__}; wrap arrays with xarray.DataArray(values, dims=...)."
         )
     return data
+
+
+def _require_dataframe(table: Any, name: str = "table") -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(table).__name__}.")
+    return table
 
 
 def _units(obj: Any, default: str = "") -> str:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from fusi_nmf.plotting._style import (
     TEXTCOLOR,
     _new_figure,
+    _require_dataframe,
     _style_axes,
     _styled,
 )
@@ -155,8 +156,7 @@ def plot_cleaning_effect(
     ValueError
         A requested row, reference or ``{mode}_{metric}`` column is missing.
     """
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}.")
+    table = _require_dataframe(table)
     rows = list(table.index if rows is None else rows)
     missing_rows = [r for r in rows if r not in table.index]
     if reference is not None and reference not in table.index:
@@ -257,8 +257,7 @@ def plot_snr_sweep(
     ValueError
         A needed column is missing, or no row has this ``mode``.
     """
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}.")
+    table = _require_dataframe(table)
     value = f"{metric}_corrected"
     needed = ["amplitude", "noise_sd", "analysis", "mode", value]
     missing = [c for c in needed if c not in table.columns]

@@ -49,6 +49,20 @@ def _auto_voxels(data: xr.DataArray, n: int) -> list[dict[str, int]]:
     return [dict(zip(spatial, c, strict=True)) for c in chosen]
 
 
+def _finish_time_panels(
+    fig: Figure, axes: Sequence, t: np.ndarray, tlabel: str, title: str | None
+) -> Figure:
+    """Panels stacked over a shared time axis: full time range, styled, x label at the
+    bottom, figure title."""
+    for ax in axes:
+        ax.set_xlim(t[0], t[-1])
+        _style_axes(ax)
+    axes[-1].set_xlabel(tlabel)
+    if title:
+        fig.suptitle(title, color=TEXTCOLOR)
+    return fig
+
+
 @_styled
 def plot_timeseries(
     data: xr.DataArray,
@@ -104,13 +118,8 @@ def plot_timeseries(
             )
         ax.plot(t, np.asarray(point.values, dtype=float), color="#1a5276", linewidth=0.8)
         ax.set_title(_voxel_label(point), loc="left", fontsize=8)
-        ax.set_xlim(t[0], t[-1])
-        _style_axes(ax)
     axes[len(axes) // 2].set_ylabel(label)
-    axes[-1].set_xlabel(tlabel)
-    if title:
-        fig.suptitle(title, color=TEXTCOLOR)
-    return fig
+    return _finish_time_panels(fig, axes, t, tlabel, title)
 
 
 @_styled
@@ -160,13 +169,7 @@ def plot_sign_split(
     axes[1].set_ylabel("pos = max(z, 0)")
     axes[2].fill_between(t, 0, neg, color=NEG_COLOR, linewidth=0)
     axes[2].set_ylabel("neg = max(-z, 0)")
-    for ax in axes:
-        ax.set_xlim(t[0], t[-1])
-        _style_axes(ax)
-    axes[-1].set_xlabel(tlabel)
-    if title:
-        fig.suptitle(title, color=TEXTCOLOR)
-    return fig
+    return _finish_time_panels(fig, axes, t, tlabel, title)
 
 
 @_styled
