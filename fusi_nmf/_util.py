@@ -45,6 +45,14 @@ def recorded_digests() -> Iterator[dict[str, str]]:
         _RECORD.reset(token)
 
 
+def _set_environ(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def temporary_environ(**values: str | None) -> Iterator[None]:
     """Set (or, with ``None``, unset) environment variables; restore them on exit.
@@ -53,15 +61,7 @@ def temporary_environ(**values: str | None) -> Iterator[None]:
     """
     saved = {key: os.environ.get(key) for key in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(saved)  # a variable that was unset is unset again
