@@ -772,12 +772,14 @@ class Workspace:
         """Fit NMF in ``mode`` ("temporal" or "spatial") on the pos/neg split data.
 
         ``nmf_params`` override ``n_components``, ``max_iter``, ``random_state`` and
-        ``init`` for this call (e.g. in a sweep over k inside one notebook).
+        ``init`` for this call (e.g. in a sweep over k inside one notebook), and may set
+        the solver's stopping tolerance ``tol`` (default that of
+        :class:`~fusi_nmf.decomposition.NMF`).
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not one of {MODES}")
         cfg = self.config
-        unknown = set(nmf_params) - {"n_components", "max_iter", "random_state", "init"}
+        unknown = set(nmf_params) - {"n_components", "max_iter", "random_state", "init", "tol"}
         if unknown:
             raise ValueError(f"Unknown NMF parameter(s) {sorted(unknown)}")
         settings = {

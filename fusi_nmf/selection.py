@@ -56,6 +56,10 @@ __all__ = [
 DEFAULT_KS = (4, 8, 10, 12, 16)
 
 
+#: Default stopping tolerance of :func:`select_components`' fits (see its ``tol``).
+SELECTION_TOL = 1e-3
+
+
 def _int_list(values: Iterable[int], name: str) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a list of integers, got {values!r}")
@@ -77,6 +81,7 @@ def select_components(
     *,
     init: str = "random",
     max_iter: int | None = None,
+    tol: float = SELECTION_TOL,
     bicv_repeats: int = 1,
     bicv_max_iter: int = 100,
     block_frames: int = 20,
@@ -110,6 +115,13 @@ def select_components(
         the same fit for every seed (a warning says so).
     max_iter : int, optional
         NMF iterations per fit (default: the workspace's ``max_iter``).
+    tol : float, default :data:`SELECTION_TOL` (1e-3)
+        Stopping tolerance of every fit: ten times looser than a single fit's default
+        (1e-4), because the sweep compares fits rather than reporting one. Measured on
+        the default preset at ``ks`` (4, 8, 10, 12, 16) x seeds (0, 1, 2), chosen on
+        simulator seed 0 and checked on held-out seeds 10-12: the same recommended ``k``
+        on all four recordings, stability within 0.021 and source recovery within 0.025
+        of ``tol=1e-4``, with 34-52 % fewer iterations.
     bicv_repeats, bicv_max_iter, block_frames, block_mm
         Bi-cross-validation: random splits per ``k``, NMF iterations of its inner fits,
         frames and millimetres held out together (see :func:`bicv_error`).
@@ -157,6 +169,9 @@ def select_components(
     settings: dict[str, Any] = {"init": init}
     if max_iter is not None:
         settings["max_iter"] = int(max_iter)
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    settings["tol"] = float(tol)
     data = workspace.split()  # computed (or read) once, before the threads share it
 
     def fit(k: int, seed: int):
@@ -228,6 +243,7 @@ def select_components(
         "reason": choice["reason"],
         "init": init,
         "max_iter": settings.get("max_iter", getattr(workspace.config, "max_iter", None)),
+        "tol": settings["tol"],
         "bicv": f"{bicv_repeats} split(s), blocks of {block_frames} frames and {block_mm} mm, "
         f"max_iter={bicv_max_iter}",
         "tolerance": tolerance,

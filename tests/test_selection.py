@@ -170,6 +170,7 @@ def test_select_components_dataset_holds_every_view(small_selection):
     assert ds.attrs["recommended_k"] in (2, 3)
     assert set(ds.attrs["candidates"]) <= {2, 3} and ds.attrs["has_ground_truth"] == 1
     assert ds.attrs["init"] == "random" and ds.attrs["max_iter"] == 100
+    assert ds.attrs["tol"] == selection.SELECTION_TOL == 1e-3
     # more components fit better, on every seed
     err = ds["reconstruction_err"]
     assert (err.sel(n_components=3) < err.sel(n_components=2)).all()
@@ -180,7 +181,8 @@ def test_select_components_numbers_are_the_fits_and_tables_they_claim(small_sele
     ws, ds = small_selection
     data = ws.split()
     # one fit, redone by hand with the estimator: the same error
-    model = NMF(n_components=3, init="random", random_state=1, max_iter=100, mask=ws.mask())
+    model = NMF(n_components=3, init="random", random_state=1, max_iter=100, mask=ws.mask(),
+                tol=selection.SELECTION_TOL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(data)
@@ -196,7 +198,8 @@ def test_select_components_numbers_are_the_fits_and_tables_they_claim(small_sele
     # stability and recovery: the table functions on the cached fits
     fits = {}
     for k, seed in [(2, 0), (2, 1), (3, 0), (3, 1)]:
-        r = ws.nmf("temporal", n_components=k, random_state=seed, init="random")
+        r = ws.nmf("temporal", n_components=k, random_state=seed, init="random",
+                   tol=selection.SELECTION_TOL)
         fits[(k, seed)] = {"maps": r.maps, "timecourses": r.timecourses}
     stab = selection.stability(fits).set_index("n_components")
     np.testing.assert_allclose(ds["stability"].values, stab["stability"], rtol=1e-9)
@@ -233,6 +236,8 @@ def test_select_components_rejects_bad_grids_and_warns_on_seedless_init(tmp_path
         selection.select_components(ws, [2.5], [0])
     with pytest.raises(ValueError, match="n_jobs"):
         selection.select_components(ws, [2], [0], n_jobs=0)
+    with pytest.raises(ValueError, match="tol must be a positive number"):
+        selection.select_components(ws, [2], [0], tol=0)
     with pytest.raises(ValueError, match="bicv_repeats"):
         selection.select_components(ws, [2], [0], bicv_repeats=0)
 
