@@ -34,7 +34,6 @@ import xarray as xr
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from fusi_nmf.datasets import recording_path
 from fusi_nmf.metrics import (
     correlation_matrix,
     match_components,
@@ -42,7 +41,7 @@ from fusi_nmf.metrics import (
     signed_maps,
     source_recovery,
 )
-from fusi_nmf.simulate import load_ground_truth
+from fusi_nmf.simulate import simulate_sources
 
 __all__ = [
     "NUISANCES",
@@ -163,24 +162,19 @@ def shift_chance_r(
     return float(np.quantile(best, quantile))
 
 
-def chance_truths(
-    preset: str, seed: int, n: int = 2, data_dir: str | None = None
-) -> list[xr.Dataset]:
-    """Ground truths of ``n`` other simulated recordings, for chance levels.
+def chance_truths(preset: str, seed: int, n: int = 2) -> list[xr.Dataset]:
+    """Planted sources of ``n`` other simulated recordings, for chance levels.
 
-    The recordings of simulator seeds ``seed + 1 ... seed + n`` of the same ``preset``
-    (same brain, same size, other sources): scoring a fit against their sources gives
-    the map chance level of :func:`fusi_nmf.metrics.recovery_with_chance`.
-    The recordings come from the simulated-data cache (written once, checksummed, like
-    the chapters' own), so every chapter that needs them after the first only reads them.
+    The sources of simulator seeds ``seed + 1 ... seed + n`` of the same ``preset``
+    (same brain, same size, other sources): scoring a fit against them gives the chance
+    levels of :func:`fusi_nmf.metrics.recovery_with_chance`. They come from
+    :func:`fusi_nmf.simulate.simulate_sources` (identical to those recordings' ground
+    truth, in milliseconds): a chance level needs other recordings' sources, never
+    their data.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}.")
-    return [
-        load_ground_truth(recording_path("simulated", preset=preset, seed=seed + i,
-                                         data_dir=data_dir))
-        for i in range(1, n + 1)
-    ]
+    return [simulate_sources(preset, seed + i) for i in range(1, n + 1)]
 
 
 #: Columns of :func:`recovery_table`.

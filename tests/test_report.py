@@ -262,8 +262,12 @@ def test_chance_truths_are_other_seeds_of_the_same_preset(small_recording_path):
         assert other["source_maps"].shape == own["source_maps"].shape
         assert not np.allclose(other["source_maps"].values, own["source_maps"].values)
     assert not np.allclose(others[0]["source_maps"].values, others[1]["source_maps"].values)
-    # a second call reads the cached recordings: the same numbers
-    again = report.chance_truths("small", 0, n=2)
-    np.testing.assert_array_equal(again[0]["source_maps"].values, others[0]["source_maps"].values)
+    # exactly the ground truth of those recordings, without simulating them
+    for i, other in enumerate(others, start=1):
+        truth = load_ground_truth(recording_path("simulated", preset="small", seed=i))
+        for name in ("source_maps", "source_timecourses", "source_sign"):
+            np.testing.assert_array_equal(other[name].values, truth[name].values)
+        # the same frames; the written dataset puts them on converter-like onsets
+        assert other.sizes["time"] == truth.sizes["time"]
     with pytest.raises(ValueError, match="positive integer"):
         report.chance_truths("small", 0, n=0)

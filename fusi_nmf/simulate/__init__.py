@@ -155,7 +155,7 @@ from fusi_nmf.simulate.bids import (
 from fusi_nmf.simulate.cache import MANIFEST_NAME as MANIFEST_NAME
 from fusi_nmf.simulate.cache import simulated_dataset
 from fusi_nmf.simulate.cli import add_parser
-from fusi_nmf.simulate.model import simulate_recording
+from fusi_nmf.simulate.model import simulate_recording, simulate_sources
 from fusi_nmf.simulate.onsets import LONG_INTERVAL_S as LONG_INTERVAL_S
 from fusi_nmf.simulate.onsets import ONSET_JITTER_S as ONSET_JITTER_S
 from fusi_nmf.simulate.onsets import TIMINGS as TIMINGS
@@ -175,6 +175,7 @@ __all__ = [
     "load_ground_truth",
     "recording_path",
     "simulate_recording",
+    "simulate_sources",
     "simulated_dataset",
     "write_simulated_dataset",
 ]

@@ -125,24 +125,9 @@ def simulate_recording(
     >>> sim.power_doppler.dims
     ('time', 'z', 'y', 'x')
     """
-    preset_frames, preset_shape = _check_preset(preset)
-    seed = _check_int(seed, "seed", 0)
-    n_frames = preset_frames if n_frames is None else _check_int(n_frames, "n_frames", 40)
-    if shape is None:
-        shape = preset_shape
-    else:
-        if len(tuple(shape)) != 3:
-            raise ValueError(f"shape must be (z, y, x), got {shape!r}.")
-        shape = tuple(
-            _check_int(s, f"shape[{i}]", 1 if i == 0 else 16) for i, s in enumerate(shape)
-        )
-    n_sources = 6 if n_sources is None else _check_int(n_sources, "n_sources", 1)
-    lo_amp, hi_amp = (float(a) for a in source_amplitude)
-    if not 0 <= lo_amp <= hi_amp <= 5:
-        raise ValueError(
-            f"source_amplitude must be (low, high) with 0 <= low <= high <= 5 (fractions of "
-            f"baseline power), got {source_amplitude!r}."
-        )
+    seed, n_frames, shape, n_sources, (lo_amp, hi_amp) = _check_sources_args(
+        preset, seed, n_frames, shape, n_sources, source_amplitude
+    )
     if not 0 <= float(noise_sd) < 1:
         raise ValueError(f"noise_sd must lie in [0, 1) (a fraction of power), got {noise_sd!r}.")
     if not nuisance:
@@ -156,24 +141,13 @@ def simulate_recording(
 
     tr = REPETITION_TIME_S
     grid = _Grid(shape)
-    # spawn(n) children do not depend on n: the first 8 streams are those of version 1
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(13)]
-    rng_base, rng_maps, rng_tc, rng_motion, rng_surge, rng_drift, rng_noise, rng_sign = streams[:8]
+    streams = _streams(seed)
+    rng_motion, rng_surge, rng_drift, rng_noise = streams[3:7]
     rng_free, rng_vaso, rng_cnoise, rng_warp, rng_slice = streams[8:]
-
-    baseline, brain, vessels = _baseline(rng_base, grid)
-    maps, _, _ = _source_maps(rng_maps, grid, brain, n_sources)
+    baseline, vessels, maps, tc, sign = _planted_sources(
+        streams, grid, n_frames, n_sources, vessel_response, lo_amp, hi_amp
+    )
     vessel_frac_img = np.clip(vessels / baseline, 0.0, 1.0)
-    if vessel_response:
-        # blood volume changes less, in relative terms, where it is already large
-        maps = maps * (1.0 - _VESSEL_RESPONSE * vessel_frac_img)[None]
-        maps /= maps.reshape(n_sources, -1).max(axis=1)[:, None, None, None]
-    u = _source_timecourses(rng_tc, n_frames, n_sources, tr)
-    n_neg = max(1, round(n_sources / 3))
-    sign = np.ones(n_sources)
-    sign[rng_sign.choice(n_sources, size=n_neg, replace=False)] = -1.0
-    amp = lo_amp + (hi_amp - lo_amp) * rng_sign.uniform(0.0, 1.0, n_sources)
-    tc = u * (sign * amp)[None, :]  # (time, source)
 
     n_vox = int(np.prod(shape))
     clean = baseline.reshape(1, n_vox) * (1.0 + tc @ maps.reshape(n_sources, n_vox))
@@ -381,6 +355,116 @@ def simulate_recording(
     )
     sim["power_doppler"].name = "power_doppler"
     return sim
+
+
+def simulate_sources(
+    preset: str = "default",
+    seed: int = 0,
+    *,
+    n_frames: int | None = None,
+    shape: tuple[int, int, int] | None = None,
+    n_sources: int | None = None,
+    vessel_response: bool = True,
+    source_amplitude: tuple[float, float] = SOURCE_AMPLITUDE,
+) -> xr.Dataset:
+    """The planted sources of :func:`simulate_recording` alone, in milliseconds.
+
+    The same arguments give exactly its ``source_maps``, ``source_timecourses`` and
+    ``source_sign`` (the sources draw from their own random streams, see
+    :func:`simulate_recording`), without simulating the recording itself (motion,
+    nuisances and noise: seconds for the default preset). Used for chance levels,
+    which need other recordings' sources but never their data.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``source_maps`` (source, z, y, x), ``source_timecourses`` (time, source) and
+        ``source_sign`` (source), on the coordinates of :func:`simulate_recording`
+        (its regular time grid: the written dataset puts the same frames on
+        converter-like onsets, see :func:`~fusi_nmf.simulate.converter_timing`).
+    """
+    seed, n_frames, shape, n_sources, (lo_amp, hi_amp) = _check_sources_args(
+        preset, seed, n_frames, shape, n_sources, source_amplitude
+    )
+    grid = _Grid(shape)
+    _, _, maps, tc, sign = _planted_sources(
+        _streams(seed), grid, n_frames, n_sources, vessel_response, lo_amp, hi_amp
+    )
+    time = np.round(FIRST_ONSET_S + REPETITION_TIME_S * np.arange(n_frames), 6)
+    return xr.Dataset(
+        {
+            "source_maps": (("source", "z", "y", "x"), maps.astype(np.float32)),
+            "source_timecourses": (("time", "source"), tc),
+            "source_sign": (("source",), sign.astype(np.int8)),
+        },
+        coords={**_coords(grid, time), "source": np.arange(n_sources)},
+        attrs={"preset": preset, "seed": seed, "simulator_version": SIMULATOR_VERSION},
+    )
+
+
+def _check_sources_args(
+    preset: str,
+    seed: int,
+    n_frames: int | None,
+    shape: tuple[int, int, int] | None,
+    n_sources: int | None,
+    source_amplitude: tuple[float, float],
+) -> tuple[int, int, tuple[int, int, int], int, tuple[float, float]]:
+    """Validated (seed, n_frames, shape, n_sources, (low, high) amplitude)."""
+    preset_frames, preset_shape = _check_preset(preset)
+    seed = _check_int(seed, "seed", 0)
+    n_frames = preset_frames if n_frames is None else _check_int(n_frames, "n_frames", 40)
+    if shape is None:
+        shape = preset_shape
+    else:
+        if len(tuple(shape)) != 3:
+            raise ValueError(f"shape must be (z, y, x), got {shape!r}.")
+        shape = tuple(
+            _check_int(s, f"shape[{i}]", 1 if i == 0 else 16) for i, s in enumerate(shape)
+        )
+    n_sources = 6 if n_sources is None else _check_int(n_sources, "n_sources", 1)
+    lo_amp, hi_amp = (float(a) for a in source_amplitude)
+    if not 0 <= lo_amp <= hi_amp <= 5:
+        raise ValueError(
+            f"source_amplitude must be (low, high) with 0 <= low <= high <= 5 (fractions of "
+            f"baseline power), got {source_amplitude!r}."
+        )
+    return seed, n_frames, shape, n_sources, (lo_amp, hi_amp)
+
+
+def _streams(seed: int) -> list[np.random.Generator]:
+    """The simulator's 13 independent random streams of ``seed``."""
+    # spawn(n) children do not depend on n: the first 8 streams are those of version 1
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(13)]
+
+
+def _planted_sources(
+    streams: list[np.random.Generator],
+    grid: _Grid,
+    n_frames: int,
+    n_sources: int,
+    vessel_response: bool,
+    lo_amp: float,
+    hi_amp: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Baseline, vessels, source maps, signed time courses (time, source) and signs.
+
+    Draws only from the baseline, maps, time-course and sign streams (0, 1, 2, 7).
+    """
+    rng_base, rng_maps, rng_tc, rng_sign = streams[0], streams[1], streams[2], streams[7]
+    baseline, brain, vessels = _baseline(rng_base, grid)
+    maps, _, _ = _source_maps(rng_maps, grid, brain, n_sources)
+    if vessel_response:
+        # blood volume changes less, in relative terms, where it is already large
+        vessel_frac_img = np.clip(vessels / baseline, 0.0, 1.0)
+        maps = maps * (1.0 - _VESSEL_RESPONSE * vessel_frac_img)[None]
+        maps /= maps.reshape(n_sources, -1).max(axis=1)[:, None, None, None]
+    u = _source_timecourses(rng_tc, n_frames, n_sources, REPETITION_TIME_S)
+    n_neg = max(1, round(n_sources / 3))
+    sign = np.ones(n_sources)
+    sign[rng_sign.choice(n_sources, size=n_neg, replace=False)] = -1.0
+    amp = lo_amp + (hi_amp - lo_amp) * rng_sign.uniform(0.0, 1.0, n_sources)
+    return baseline, vessels, maps, u * (sign * amp)[None, :], sign
 
 
 def _coords(grid: _Grid, time: np.ndarray) -> dict[str, xr.Variable]:
