@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -441,6 +442,32 @@ def _select(
     return [c for c in chapters if any(c[0].startswith(stem) for stem in stems)]
 
 
+def expected_seconds(source: Path, output: Path) -> float:
+    """How long a chapter is expected to run, to start the longest first (``jobs > 1``).
+
+    Its last execution (papermill's record in the executed copy ``output``), else the
+    source notebook's ``metadata["fusi_nmf"]["expected_seconds"]`` (a hint its author
+    measured), else 0. Only the order in which chapters start depends on it.
+    """
+    for path, read in ((output, _papermill_seconds), (source, _hinted_seconds)):
+        if path.is_file():
+            try:
+                seconds = read(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                seconds = None
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                return float(seconds)
+    return 0.0
+
+
+def _papermill_seconds(notebook: dict) -> Any:
+    return notebook.get("metadata", {}).get("papermill", {}).get("duration")
+
+
+def _hinted_seconds(notebook: dict) -> Any:
+    return notebook.get("metadata", {}).get("fusi_nmf", {}).get("expected_seconds")
+
+
 def _missing_sources(chapters: list[tuple[str, Path, Path]]) -> None:
     missing = [str(source) for _, source, _ in chapters if not source.is_file()]
     if missing:
@@ -563,8 +590,9 @@ def build_book(
         Run papermill / run ``jupyter-book build``.
     jobs : int, optional
         Notebooks executed at once (default :func:`default_jobs`, one per core). They
-        start in book order and share the work folder: a stage one chapter is computing
-        is waited for and read by the others, never computed twice.
+        start longest first (:func:`expected_seconds`; book order among equals) and
+        share the work folder: a stage one chapter is computing is waited for and read
+        by the others, never computed twice.
     kernel_name : str
         Jupyter kernel name.
     verbose : bool
@@ -682,7 +710,10 @@ def build_book(
                 for chapter in selected:
                     result.runs.append(run_one(chapter))
             else:
-                result.runs.extend(_run_parallel(run_one, selected, jobs))
+                # longest first (stable: book order among equals), so that the longest
+                # chapter does not run alone at the end
+                longest_first = sorted(selected, key=lambda c: -expected_seconds(c[1], c[2]))
+                result.runs.extend(_run_parallel(run_one, longest_first, jobs))
         result.runs.sort(key=lambda run: index[run.name])
         result.execute_seconds = time.perf_counter() - start
         say(

@@ -25,6 +25,7 @@ from fusi_nmf.book import (
     BookBuildError,
     NotebookExecutionError,
     build_book,
+    expected_seconds,
     toc_chapters,
 )
 
@@ -399,3 +400,26 @@ def test_full_book_small_preset(executed_book, tmp_path):
             untitled = [src for src, alt in figures if not alt or alt == "figure"]
             assert untitled == [], (chapter, width, untitled)
     assert sum(report.pages[f"{c} @desktop"].article_images for c in chapters) > 0
+
+
+def test_expected_seconds_orders_parallel_chapters(tmp_path):
+    """Longest first: the last run's duration, else the author's hint, else 0."""
+    source, output = tmp_path / "06.ipynb", tmp_path / "book" / "06.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nbformat.write(nb, source)
+    assert expected_seconds(source, output) == 0.0
+    nb.metadata["fusi_nmf"] = {"expected_seconds": 30}
+    nbformat.write(nb, source)
+    assert expected_seconds(source, output) == 30.0
+    output.parent.mkdir()
+    nb.metadata["papermill"] = {"duration": 12.5}
+    nbformat.write(nb, output)
+    assert expected_seconds(source, output) == 12.5
+    output.write_text("not json")  # a broken copy falls back to the hint
+    assert expected_seconds(source, output) == 30.0
+    # the repository's model-selection chapter (the longest) is started first on a cold build
+    repo = REPO / "notebooks" / "06_model_selection.ipynb"
+    assert expected_seconds(repo, tmp_path / "missing.ipynb") > max(
+        expected_seconds(p, tmp_path / "missing.ipynb")
+        for p in (REPO / "notebooks").glob("*.ipynb") if p != repo
+    )
