@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pytest-xdist workers for `make test` (auto: one per core; 0 runs in this process)
+# pytest-xdist workers for `make test` (auto: one per core; 0 runs in this process). Whole
+# files go to one worker (--dist loadfile), so module-scoped fixtures are computed once.
 TEST_WORKERS ?= auto
 
 .PHONY: venv test lint book clean
@@ -23,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
-	FUSI_NMF_PROGRESS=0 $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	FUSI_NMF_PROGRESS=0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Execute every chapter notebook with papermill into book/, then build _build/html.
 # Parameters pass through: make book DATASET=nunez-elizalde-2022 N_COMPONENTS=8
