@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_targets.py                 # run --mode both, registration
     .venv/bin/python benchmarks/bench_targets.py --chapter6      # + chapter 6 cold (papermill)
+    .venv/bin/python benchmarks/bench_targets.py --book --repeats 1  # + the book cold
     .venv/bin/python benchmarks/bench_targets.py --baseline 881cd68 --repeats 3
 
 The baseline is ``git archive <commit>`` of this repository, extracted into a private
@@ -23,7 +24,11 @@ machine load hits both alike:
 * the outputs of the two trees' last runs compared value by value (max abs difference of
   maps and time courses; 0 means the speed-ups changed no number);
 * with ``--chapter6``: ``notebooks/06_model_selection.ipynb`` of each tree executed alone
-  with papermill into a fresh work folder (target <= 20 s).
+  with papermill into a fresh work folder (target <= 20 s);
+* with ``--book``: each tree's ``python -m fusi_nmf book --no-build`` (its own default
+  ``--jobs``) on a copy of its chapters, with a fresh work folder (``book_s``) and with a
+  fresh data cache too (``book_cold_data_s``: the recording is simulated in the run);
+  the execution time the command prints (target <= 60 s).
 
 Prints medians (and minima) per tree and the ratio current / baseline, and writes the
 table to ``benchmarks/results/bench_targets.txt``. The machine has 2 cores, often shared:
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -49,7 +55,8 @@ from bench_nmf import machine_note, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "881cd68"  # main when the targets were set (issue 14's "today")
-TARGETS = {"run_wall_s": 8.0, "registration_s": 2.0, "chapter6_s": 20.0}
+TARGETS = {"run_wall_s": 8.0, "registration_s": 2.0, "chapter6_s": 20.0, "book_s": 60.0,
+           "book_cold_data_s": 60.0}
 OUTPUTS = ("maps_temporal.nii.gz", "maps_spatial.nii.gz",
            "timecourses_temporal.tsv", "timecourses_spatial.tsv")
 
@@ -118,6 +125,29 @@ class Tree:
                 for k, v in summary["timings_s"].items()}
         return row, cwd / "out"
 
+    def book(self, data_cold: bool) -> float:
+        """``book --no-build`` of this tree's chapters in a copy of its book files, with a
+        fresh work folder (and, with ``data_cold``, a fresh data cache); its default jobs.
+        Returns the execution time it reports."""
+        root = self.fresh_dir("book")
+        for name in ("_config.yml", "_toc.yml", "intro.md"):
+            shutil.copy(self.src / name, root / name)
+        for folder in ("notebooks", "_static"):
+            if (self.src / folder).is_dir():
+                shutil.copytree(self.src / folder, root / folder)
+        env = self.env
+        if data_cold:
+            self.env = {**env, "FUSI_NMF_DATA": str(self.fresh_dir("bookdata"))}
+        try:
+            _, out = self.run(["-m", "fusi_nmf", "book", "--root", str(root), "--no-build",
+                               "--work-dir", str(root / "work")], root)
+        finally:
+            self.env = env
+        seconds = re.search(r"executed \d+ notebook\(s\) in ([0-9.]+) s", out)
+        if seconds is None:
+            raise SystemExit(f"[{self.label}] book printed no execution time:\n{out[-2000:]}")
+        return float(seconds.group(1))
+
     def chapter6(self) -> float:
         cwd = self.fresh_dir("ch6")
         notebook = self.src / "notebooks" / "06_model_selection.ipynb"
@@ -150,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare against")
     parser.add_argument("--repeats", type=int, default=2, help="measured runs per tree")
     parser.add_argument("--chapter6", action="store_true", help="also time chapter 6 cold")
+    parser.add_argument("--book", action="store_true",
+                        help="also time the book's execution: work folder cold (book_s) and "
+                        "work folder and data cache cold (book_cold_data_s)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data cache root (default $FUSI_NMF_DATA or a temporary folder); "
                         "each tree gets its own bench-<label> subfolder")
@@ -183,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 row, outs[tree.label] = tree.pipeline()
                 if args.chapter6:
                     row["chapter6_s"] = tree.chapter6()
+                if args.book:
+                    row["book_s"] = tree.book(data_cold=False)
+                    row["book_cold_data_s"] = tree.book(data_cold=True)
                 rows[tree.label].append(row)
                 print(f"  {tree.label:8s} run {rep + 1}: " + ", ".join(
                     f"{k} {v:.2f}" for k, v in row.items()), flush=True)
