@@ -11,6 +11,10 @@ done once: the simulated cache's verification hash of the same bytes is reused. 
 files are NetCDF (readable with ``xarray.open_dataset``) written atomically, each with a
 sha256 checksum that is verified before use; a missing or corrupt entry is simply
 recomputed, and the temporary files of a killed run are removed by the next one.
+Runs may share a work folder (the book's chapters run side by side, a sweep with
+``--jobs``): a stage being computed is locked (``flock`` on ``.locks/<stage>-<key>.lock``
+until it is saved), so another run asking for it waits and reads it instead of computing
+it again.
 
 Every stage computes with :data:`BLAS_THREADS` BLAS/OpenMP thread(s) (threadpoolctl):
 results depend on the thread count in the last digits (up to 1e-4 between 1 and 2
