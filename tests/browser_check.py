@@ -264,6 +264,9 @@ def check_book(
                     response = page.goto(urljoin(base_url, path), wait_until="load")
                     result.status = response.status if response is not None else None
                     page.wait_for_function(_IMAGES_DONE_JS)
+                    # every request of the page finished (fonts, deferred scripts): leaving
+                    # earlier would abort them and report them as failed
+                    page.wait_for_load_state("networkidle")
                     result.title = page.title()
                     result.images = [(src, int(w), alt)
                                      for src, w, alt in page.evaluate(_IMAGES_JS)]
