@@ -285,16 +285,49 @@ ONE_BLAS_THREAD = {name: "1" for name in
                    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
+#: Memory one chapter kernel may need at its peak: measured 787 MiB for the largest
+#: (chapter 6 on the full-size default recording; all four kernels of a book run on 2
+#: cores peaked at 2.3 GiB together), rounded up.
+KERNEL_MEMORY_BYTES = 1 << 30
+
+
 def default_jobs() -> int:
-    """Chapters executed at once by default: two per core.
+    """Chapters executed at once by default: two per core, as many as memory allows.
 
     A kernel spends part of its time starting, importing and waiting for a stage another
     chapter is computing, so one kernel per core leaves cores idle. Measured on 2 cores
     (the book on the default recording, data and work folder cold): 4 at once 48-52 s,
-    3 at once 53-59 s, 2 at once 62 s, one after the other 116 s. Each kernel uses one
-    BLAS thread, so the number changes no result.
+    3 at once 53-59 s, 2 at once 62 s, one after the other 88 s. Each kernel uses one
+    BLAS thread, so the number changes no result. Kernels are limited to what the
+    available memory (:func:`available_memory`) holds at :data:`KERNEL_MEMORY_BYTES`
+    each, at least one: a container's CPU count often exceeds what its memory fits.
     """
-    return max(1, 2 * (os.cpu_count() or 1))
+    by_cores = 2 * (os.cpu_count() or 1)
+    memory = available_memory()
+    if memory is None:
+        return by_cores
+    return max(1, min(by_cores, memory // KERNEL_MEMORY_BYTES))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still use: the smaller of the system's available memory
+    and its cgroup's limit minus its usage (containers, Binder); None if unknown."""
+    limits = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            limits.append(max(0, int(limit) - int(used)))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
 
 
 @contextlib.contextmanager
@@ -596,7 +629,8 @@ def build_book(
     execute, build : bool
         Run papermill / run ``jupyter-book build``.
     jobs : int, optional
-        Notebooks executed at once (default :func:`default_jobs`, two per core). They
+        Notebooks executed at once (default :func:`default_jobs`: two per core, as many
+        as the available memory holds). They
         start longest first (:func:`expected_seconds`; book order among equals) and
         share the work folder: a stage one chapter is computing is waited for and read
         by the others, never computed twice.
@@ -834,8 +868,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=None,
-        help="notebooks executed at once (default: two per core; each kernel uses one "
-        "BLAS thread, and chapters wait for the stages another is computing)",
+        help="notebooks executed at once (default: two per core, as many as the available "
+        "memory holds at 1 GiB each; each kernel uses one BLAS thread, and chapters wait "
+        "for the stages another is computing)",
     )
     parser.add_argument(
         "--root", default=None, help="book root with _config.yml and _toc.yml (default: .)"

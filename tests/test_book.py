@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -424,3 +425,22 @@ def test_expected_seconds_orders_parallel_chapters(tmp_path):
         expected_seconds(p, tmp_path / "missing.ipynb")
         for p in (REPO / "notebooks").glob("*.ipynb") if p != repo
     )
+
+
+def test_default_jobs_two_per_core_within_the_available_memory(monkeypatch):
+    from fusi_nmf import book
+
+    memory = book.available_memory()  # read from this machine's /proc and cgroup files
+    assert memory is not None and 0 < memory
+    total = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) * 1024
+    assert memory <= total
+    cores = os.cpu_count() or 1
+    assert 1 <= book.default_jobs() <= 2 * cores
+    # the policy, with the memory this machine does not have (a small container): one
+    # kernel per GiB available, never fewer than one
+    monkeypatch.setattr(book, "available_memory", lambda: int(2.5 * 2**30))
+    assert book.default_jobs() == min(2 * cores, 2)
+    monkeypatch.setattr(book, "available_memory", lambda: 100 * 2**20)
+    assert book.default_jobs() == 1
+    monkeypatch.setattr(book, "available_memory", lambda: None)
+    assert book.default_jobs() == 2 * cores
