@@ -107,6 +107,17 @@ def test_accuracy_on_small_simulated_preset(small_sim, reference):
     assert motion["correlation_after"].mean() > motion["correlation_before"].mean() + 0.02
 
 
+def test_threads_give_the_same_result_bit_for_bit(small_sim):
+    """Chunks are solved on their own: any number of threads, the same numbers."""
+    data = small_sim["power_doppler"]
+    one = register_volumewise(data, progress=False, chunk_size=64, n_threads=1)
+    three = register_volumewise(data, progress=False, chunk_size=64, n_threads=3)
+    xr.testing.assert_identical(one[0], three[0])
+    xr.testing.assert_identical(one[1], three[1])
+    with pytest.raises(ValueError, match="n_threads must be a positive int"):
+        register_volumewise(data, progress=False, n_threads=0)
+
+
 def test_pure_translation_recovered():
     motions = _motions_2d([0.0, 0.13, -0.21, 0.05], [0.0, -0.07, 0.04, 0.11], [0, 0, 0, 0])
     data, clean = _textured_recording(motions)

@@ -10,6 +10,7 @@ centred reference points to centred frame points (mm, array axis order).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,7 +281,7 @@ class Estimate:
 
 def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: int,
                     pyramid: list[Template], polish: Template | None, *, max_iter: int,
-                    tol: float, radius: float) -> Estimate:
+                    tol: float, radius: float, n_threads: int = 1) -> Estimate:
     """Estimate every frame's rigid transform to the template.
 
     Parameters
@@ -296,6 +297,9 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
         spline=True)``): polish the linear-interpolation solution with cubic
         B-splines. None: no polish.
     max_iter, tol, radius : see :func:`gauss_newton`.
+    n_threads : int, default 1
+        Chunks estimated at once in threads (the interpolation releases the GIL). Every
+        chunk is solved on its own, so the result does not depend on it.
 
     Returns
     -------
@@ -306,30 +310,47 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
     trans = np.zeros((n_frames, d))
     converged = np.zeros(n_frames, dtype=bool)
     n_iter = np.zeros(n_frames, dtype=int)
-    cubic = polish is not None
-    for sel, feat in chunks:
-        feats = [feat]
-        for tpl in pyramid[1:]:
-            feats.append(block_mean(feats[-1], tpl.grid.factors))
-        # translation start on the coarsest level
-        coarse = pyramid[-1]
-        trans_c = phase_correlation(feats[-1], coarse.values.reshape(
-            (-1, *coarse.grid.shape))) * coarse.grid.step
-        rot_c = rot[sel]
-        for lev in range(len(pyramid) - 1, -1, -1):
-            # the linear stage only has to come close when the cubic polish follows
-            lev_tol = tol * 10 * 2 ** lev if lev else tol * (LINEAR_TOL_FACTOR if cubic else 1)
-            rot_c, trans_c, conv, nit = gauss_newton(
-                feats[lev], pyramid[lev], rot_c, trans_c, max_iter=max_iter, tol=lev_tol,
-                radius=radius)
-            n_iter[sel] += nit
-        if polish is not None:
-            # a few cubic iterations remove the linear-interpolation bias; convergence
-            # is judged on this stage
-            rot_c, trans_c, conv, nit = gauss_newton(
-                feats[0], polish, rot_c, trans_c, max_iter=max_iter, tol=tol,
-                radius=radius, cubic=True)
-            n_iter[sel] += nit
-        converged[sel] = conv
-        rot[sel], trans[sel] = rot_c, trans_c
+
+    def solve(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, tuple]:
+        sel, feat = chunk
+        return sel, _estimate_chunk(feat, rot[sel], pyramid, polish, max_iter=max_iter,
+                                    tol=tol, radius=radius)
+
+    if n_threads > 1:
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            solved = list(pool.map(solve, chunks))
+    else:
+        solved = [solve(chunk) for chunk in chunks]
+    for sel, (rot_c, trans_c, conv, nit) in solved:
+        rot[sel], trans[sel], converged[sel], n_iter[sel] = rot_c, trans_c, conv, nit
     return Estimate(rot=rot, trans=trans, converged=converged, n_iter=n_iter)
+
+
+def _estimate_chunk(feat: np.ndarray, rot_c: np.ndarray, pyramid: list[Template],
+                    polish: Template | None, *, max_iter: int, tol: float,
+                    radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rotations, translations, converged, iterations) of one chunk's frames."""
+    cubic = polish is not None
+    n_iter = np.zeros(len(feat), dtype=int)
+    feats = [feat]
+    for tpl in pyramid[1:]:
+        feats.append(block_mean(feats[-1], tpl.grid.factors))
+    # translation start on the coarsest level
+    coarse = pyramid[-1]
+    trans_c = phase_correlation(feats[-1], coarse.values.reshape(
+        (-1, *coarse.grid.shape))) * coarse.grid.step
+    for lev in range(len(pyramid) - 1, -1, -1):
+        # the linear stage only has to come close when the cubic polish follows
+        lev_tol = tol * 10 * 2 ** lev if lev else tol * (LINEAR_TOL_FACTOR if cubic else 1)
+        rot_c, trans_c, conv, nit = gauss_newton(
+            feats[lev], pyramid[lev], rot_c, trans_c, max_iter=max_iter, tol=lev_tol,
+            radius=radius)
+        n_iter += nit
+    if polish is not None:
+        # a few cubic iterations remove the linear-interpolation bias; convergence
+        # is judged on this stage
+        rot_c, trans_c, conv, nit = gauss_newton(
+            feats[0], polish, rot_c, trans_c, max_iter=max_iter, tol=tol,
+            radius=radius, cubic=True)
+        n_iter += nit
+    return rot_c, trans_c, conv, n_iter
