@@ -430,6 +430,8 @@ def execute_notebook(
     """
     import papermill
 
+    from fusi_nmf._kernels import IPCKernelManager  # imports jupyter_client, like papermill
+
     source, output = Path(source), Path(output)
     if not source.is_file():
         raise FileNotFoundError(f"notebook {source} does not exist")
@@ -450,6 +452,8 @@ def execute_notebook(
                 # notice at every start and sometimes a harmless "KeyboardInterrupt caught"
                 # at shutdown. Cell errors reach us through the notebook, not this log.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                # Unix sockets: kernels started side by side cannot race for TCP ports
+                kernel_manager_class=IPCKernelManager,
             )
         except PapermillExecutionError as exc:
             failed_copy = None

@@ -177,6 +177,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     """
     import papermill as pm
 
+    from fusi_nmf._kernels import IPCKernelManager  # imports jupyter_client, like papermill
+
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     executed = run_dir / Path(spec.notebook).name
@@ -224,6 +226,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                     cwd=spec.cwd or os.getcwd(),
                     # ipykernel >= 7 logs a TCP notice at every start; errors reach the record.
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    # Unix sockets: parallel runs cannot race for TCP ports
+                    kernel_manager_class=IPCKernelManager,
                 )
             record["status"] = "ok"
             record.update(_metrics_from_outputs(run_dir))

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("decomposition", {"decomposition"}),
     ("evaluation", {"metrics", "selection"}),
     ("pipeline", {"pipeline"}),
-    ("presentation", {"plotting", "report", "book", "sweep", "cli", "__main__"}),
+    ("presentation", {"plotting", "report", "book", "sweep", "cli", "__main__", "_kernels"}),
 ]
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

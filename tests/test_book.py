@@ -70,6 +70,8 @@ def _tiny_book(root: Path) -> Path:
         "from fusi_nmf.plotting import plot_error_curve\n"
         "pathlib.Path(work_dir).mkdir(exist_ok=True)\n"
         "env = {k: os.environ.get(k) for k in ('FUSI_NMF_PROGRESS', 'MPLBACKEND')}\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "env['transport'] = IPKernelApp.instance().transport\n"
         "pathlib.Path(work_dir, 'alpha.json').write_text(json.dumps(env))\n"
         "if n_components < 1:\n"
         "    raise ValueError(f'n_components={n_components}: must be at least 1')\n"
@@ -136,6 +138,8 @@ def test_build_tiny_book(tmp_path, monkeypatch):
     env = json.loads((work / "alpha.json").read_text())
     assert env["FUSI_NMF_PROGRESS"] == "0"
     assert env["MPLBACKEND"] != "Agg"
+    # Unix sockets, not TCP ports that kernels started side by side can race for
+    assert env["transport"] == "ipc"
     import os
 
     assert os.environ["MPLBACKEND"] == "Agg"  # the parent's environment is restored
