@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -163,7 +164,8 @@ def _valid_mask(idx: np.ndarray, grid: Grid, interior: np.ndarray, margin: float
 # --------------------------------------------------------------------------- Gauss-Newton
 def gauss_newton(frames: np.ndarray, tpl: Template, rot: np.ndarray, trans: np.ndarray, *,
                  max_iter: int, tol: float, radius: float, margin: float = 1.0,
-                 cubic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 cubic: bool = False, n_threads: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-compositional Gauss-Newton for a batch of frames on one grid level.
 
     Parameters
@@ -185,6 +187,8 @@ def gauss_newton(frames: np.ndarray, tpl: Template, rot: np.ndarray, trans: np.n
     cubic : bool
         Sample the frames with cubic B-splines (unbiased sub-voxel estimates) instead
         of linear interpolation (faster, biased by a few 0.01 degree).
+    n_threads : int, optional
+        Threads of the cubic sampling (:func:`interp_cubic`; default its own).
 
     Returns
     -------
@@ -192,7 +196,7 @@ def gauss_newton(frames: np.ndarray, tpl: Template, rot: np.ndarray, trans: np.n
     """
     interp: Callable[[np.ndarray, np.ndarray], np.ndarray] = interp_linear
     if cubic:
-        interp = interp_cubic
+        interp = partial(interp_cubic, n_threads=n_threads)
         frames = spline_coefficients(frames)
     grid = tpl.grid
     d = grid.ndim
@@ -281,7 +285,8 @@ class Estimate:
 
 def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: int,
                     pyramid: list[Template], polish: Template | None, *, max_iter: int,
-                    tol: float, radius: float, n_threads: int = 1) -> Estimate:
+                    tol: float, radius: float, n_threads: int = 1,
+                    sample_threads: int | None = None) -> Estimate:
     """Estimate every frame's rigid transform to the template.
 
     Parameters
@@ -298,8 +303,10 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
         B-splines. None: no polish.
     max_iter, tol, radius : see :func:`gauss_newton`.
     n_threads : int, default 1
-        Chunks estimated at once in threads (the interpolation releases the GIL). Every
-        chunk is solved on its own, so the result does not depend on it.
+        Chunks estimated at once in threads (the interpolation releases the GIL).
+    sample_threads : int, optional
+        Threads of each chunk's cubic sampling (default :func:`interp_cubic`'s own).
+        Every chunk and frame is solved on its own, so neither number changes the result.
 
     Returns
     -------
@@ -314,7 +321,7 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
     def solve(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, tuple]:
         sel, feat = chunk
         return sel, _estimate_chunk(feat, rot[sel], pyramid, polish, max_iter=max_iter,
-                                    tol=tol, radius=radius)
+                                    tol=tol, radius=radius, n_threads=sample_threads)
 
     if n_threads > 1:
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
@@ -327,8 +334,8 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
 
 
 def _estimate_chunk(feat: np.ndarray, rot_c: np.ndarray, pyramid: list[Template],
-                    polish: Template | None, *, max_iter: int, tol: float,
-                    radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    polish: Template | None, *, max_iter: int, tol: float, radius: float,
+                    n_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rotations, translations, converged, iterations) of one chunk's frames."""
     cubic = polish is not None
     n_iter = np.zeros(len(feat), dtype=int)
@@ -351,6 +358,6 @@ def _estimate_chunk(feat: np.ndarray, rot_c: np.ndarray, pyramid: list[Template]
         # is judged on this stage
         rot_c, trans_c, conv, nit = gauss_newton(
             feats[0], polish, rot_c, trans_c, max_iter=max_iter, tol=tol,
-            radius=radius, cubic=True)
+            radius=radius, cubic=True, n_threads=n_threads)
         n_iter += nit
     return rot_c, trans_c, conv, n_iter
