@@ -32,3 +32,13 @@ class IPCKernelManager(AsyncKernelManager):
             return super()._ip_default()
         # short (Unix socket paths are limited to ~107 bytes) and unique per kernel
         return os.path.join(tempfile.gettempdir(), f"fusi-nmf-{uuid.uuid4().hex[:16]}-ipc")
+
+
+#: How the package starts every kernel through papermill (book chapters, sweep runs):
+#: on private Unix sockets, and with the kernel's own log silenced (ipykernel >= 7 logs a
+#: transport notice at every start and sometimes a harmless "KeyboardInterrupt caught"
+#: at shutdown; cell errors reach the caller through the executed notebook, not this log).
+KERNEL_OPTIONS = {
+    "kernel_manager_class": IPCKernelManager,
+    "extra_arguments": ["--IPKernelApp.log_level=CRITICAL"],
+}

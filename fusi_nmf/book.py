@@ -280,9 +280,10 @@ def _coerce(name: str, value: Any, declared: dict[str, Any] | None) -> Any:
 
 
 # --------------------------------------------------------------------------- execution
-#: BLAS/OpenMP thread counts of the kernels (see :func:`_kernel_environment`).
-ONE_BLAS_THREAD = {name: "1" for name in
-                   ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+#: One BLAS/OpenMP thread per kernel, for the book's chapters and for sweep runs alike:
+#: N kernels side by side use N cores without oversubscribing them.
+THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
 
 
 #: Memory one chapter kernel may need at its peak: measured 787 MiB for the largest
@@ -340,7 +341,7 @@ def _kernel_environment() -> Iterator[None]:
     side (``jobs``) without oversubscribing the cores, and a chapter's numbers do not
     depend on how many run at once (the pipeline's stages use one thread anyway).
     """
-    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None, **ONE_BLAS_THREAD):
+    with temporary_environ(FUSI_NMF_PROGRESS="0", MPLBACKEND=None, **THREAD_ENV):
         yield
 
 
@@ -430,7 +431,7 @@ def execute_notebook(
     """
     import papermill
 
-    from fusi_nmf._kernels import IPCKernelManager  # imports jupyter_client, like papermill
+    from fusi_nmf._kernels import KERNEL_OPTIONS  # imports jupyter_client, like papermill
 
     source, output = Path(source), Path(output)
     if not source.is_file():
@@ -448,12 +449,7 @@ def execute_notebook(
                 progress_bar=False,
                 log_output=False,
                 request_save_on_cell_execute=False,
-                # The kernel's own log goes to our stderr: ipykernel >= 7 logs a TCP-transport
-                # notice at every start and sometimes a harmless "KeyboardInterrupt caught"
-                # at shutdown. Cell errors reach us through the notebook, not this log.
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                # Unix sockets: kernels started side by side cannot race for TCP ports
-                kernel_manager_class=IPCKernelManager,
+                **KERNEL_OPTIONS,
             )
         except PapermillExecutionError as exc:
             failed_copy = None

@@ -64,6 +64,7 @@ from fusi_nmf._values import coerce_value, declared_type, load_yaml, parse_value
 from fusi_nmf.book import (
     PIPELINE_SETTINGS,
     SHARED_PARAMETER,
+    THREAD_ENV,
     accepted_parameters,
     route_parameters,
 )
@@ -73,13 +74,6 @@ __all__ = ["RunSpec", "expand_grid", "load_records", "run_sweep"]
 
 RECORD = "record.json"
 INDEX = "runs.tsv"
-# One BLAS/OpenMP thread per kernel: N parallel kernels on N cores, no oversubscription.
-THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
 
 
 @dataclass(frozen=True)
@@ -177,7 +171,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     """
     import papermill as pm
 
-    from fusi_nmf._kernels import IPCKernelManager  # imports jupyter_client, like papermill
+    from fusi_nmf._kernels import KERNEL_OPTIONS  # imports jupyter_client, like papermill
 
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,10 +218,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                     progress_bar=False,
                     execution_timeout=spec.timeout,
                     cwd=spec.cwd or os.getcwd(),
-                    # ipykernel >= 7 logs a TCP notice at every start; errors reach the record.
-                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                    # Unix sockets: parallel runs cannot race for TCP ports
-                    kernel_manager_class=IPCKernelManager,
+                    **KERNEL_OPTIONS,
                 )
             record["status"] = "ok"
             record.update(_metrics_from_outputs(run_dir))
