@@ -9,8 +9,9 @@ centred reference points to centred frame points (mm, array axis order).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -324,8 +325,16 @@ def estimate_motion(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n_frames: i
                                     tol=tol, radius=radius, n_threads=sample_threads)
 
     if n_threads > 1:
+        # at most n_threads chunks taken from ``chunks`` at a time (Executor.map would
+        # draw them all at once: every chunk's feature images alive together)
+        solved = []
+        pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            solved = list(pool.map(solve, chunks))
+            for chunk in chunks:
+                if len(pending) >= n_threads:
+                    solved.append(pending.popleft().result())
+                pending.append(pool.submit(solve, chunk))
+            solved += [future.result() for future in pending]
     else:
         solved = [solve(chunk) for chunk in chunks]
     for sel, (rot_c, trans_c, conv, nit) in solved:

@@ -21,7 +21,8 @@ def robust_scale(arr: np.ndarray) -> float:
 
 def feature(x: np.ndarray, scale: float) -> np.ndarray:
     """Heavy-tail-robust intensity ``asinh(P / s)``: log-like for vessels, linear near 0."""
-    return np.arcsinh(np.multiply(x, np.float32(1.0 / scale), dtype=np.float32))
+    out = np.multiply(x, np.float32(1.0 / scale), dtype=np.float32)
+    return np.arcsinh(out, out=out)  # in place: one array of the recording's size, not two
 
 
 def smooth(images: np.ndarray, sigma_vox: Sequence[float]) -> np.ndarray:
@@ -51,7 +52,8 @@ def lowest_motion_window(feat: np.ndarray, window: int) -> tuple[int, int]:
     w = min(window, t)
     if t <= 1 or w >= t:
         return 0, t
-    diff = np.abs(np.diff(feat.reshape(t, -1), axis=0)).mean(axis=1)  # (t - 1,)
+    diff = np.diff(feat.reshape(t, -1), axis=0)
+    diff = np.abs(diff, out=diff).mean(axis=1)  # (t - 1,)
     csum = np.concatenate([[0.0], np.cumsum(diff)])
     cost = csum[w - 1:] - csum[: t - w + 1]  # sum of w - 1 diffs inside each window
     start = int(np.argmin(cost))

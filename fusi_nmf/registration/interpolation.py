@@ -59,6 +59,11 @@ def _corner_bases(images: np.ndarray, idx: np.ndarray
     return base[:, None, :] + offsets, fracs, strides
 
 
+#: points (frames x channels x voxels) sampled at once by :func:`interp_linear`: its
+#: int32/float32 temporaries stay ~1 MB each instead of growing with the batch
+LINEAR_BLOCK_POINTS = 2**18
+
+
 def interp_linear(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """(Bi/tri)linear interpolation of a batch of images at voxel index coordinates.
 
@@ -75,7 +80,27 @@ def interp_linear(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
     ndarray (B, C, N)
         Interpolated values, dtype of ``images``: a convex combination of
         neighbours, so no new extremes.
+
+    Notes
+    -----
+    Every value depends on its own frame and coordinates only, so frames are sampled
+    in blocks of about :data:`LINEAR_BLOCK_POINTS` points: the same numbers as one
+    pass over the batch, with temporaries of a block's size (a 128-frame chunk of the
+    default recording: 44 MB -> ~10 MB at the peak).
     """
+    b, c = images.shape[:2]
+    per_frame = max(1, c * idx.shape[2])
+    step = max(1, LINEAR_BLOCK_POINTS // per_frame)
+    if step >= b:
+        return _interp_linear_block(images, idx)
+    out = np.empty((b, c, idx.shape[2]), dtype=images.dtype)
+    for lo in range(0, b, step):
+        out[lo:lo + step] = _interp_linear_block(images[lo:lo + step], idx[lo:lo + step])
+    return out
+
+
+def _interp_linear_block(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`interp_linear` of one block of frames, in one pass."""
     flat = images.reshape(-1)
     base, fracs, strides = _corner_bases(images, idx)
     axes = [ax for ax, f in enumerate(fracs) if f is not None]

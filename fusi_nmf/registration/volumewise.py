@@ -274,12 +274,12 @@ def register_volumewise(
     est = estimate_motion(_feature_chunks(feat, chunks, sigma_vox, model, progress), n_t,
                           pyramid, polish, max_iter=max_iter, tol=tol, radius=fd_radius,
                           n_threads=at_once, sample_threads=max(1, total // at_once))
+    corr_before = frame_correlation(feat, ref_feat)
+    del feat  # before the resampled copy exists: one recording-sized array less at the peak
     registered_arr = resample(arr, est.rot, est.trans, grid, chunks, resampling, out_dtype)
 
     params = _parameters(est, model, rigid, grid, data)
     tcoord = {"time": data["time"]}
-    corr_before = frame_correlation(feat, ref_feat)
-    del feat
     corr_after = frame_correlation(feature(registered_arr, scale), ref_feat)
     d = grid.ndim
     motion = xr.Dataset(
