@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,9 +11,15 @@ import xarray as xr
 from fusi_nmf.metrics import align_to_truth
 from fusi_nmf.registration import (
     choose_model,
+    estimation,
+    features,
     framewise_displacement,
+    geometry,
+    interpolation,
     register_volumewise,
     registration_qc,
+    resampling,
+    volumewise,
 )
 from fusi_nmf.simulate import simulate_recording
 
@@ -440,3 +448,90 @@ def test_multislice_simulator_recording():
     assert fd <= 1.6 * fd_true
     _, m3 = register_volumewise(sim["power_doppler"], model="3d", progress=False)
     assert float(m3["framewise_displacement"].median()) > 2 * fd
+
+
+# --------------------------------------------------------------------------- blocked paths
+def _bilinear_reference(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Plain bilinear sampling of (B, C, Y, X) at (B, 2, N) voxel coordinates, clamped."""
+    ny, nx = images.shape[2:]
+    qy = np.clip(idx[:, 0], 0.0, ny - 1)
+    qx = np.clip(idx[:, 1], 0.0, nx - 1)
+    y0 = np.minimum(np.floor(qy).astype(int), ny - 2)
+    x0 = np.minimum(np.floor(qx).astype(int), nx - 2)
+    fy = (qy - y0).astype(images.dtype)[:, None]
+    fx = (qx - x0).astype(images.dtype)[:, None]
+    b = np.arange(len(images))[:, None, None]
+    c = np.arange(images.shape[1])[None, :, None]
+    y0, x0 = y0[:, None], x0[:, None]
+
+    def at(dy, dx):
+        return images[b, c, y0 + dy, x0 + dx]
+
+    lower = (at(1, 0) - at(0, 0)) * fy + at(0, 0)
+    upper = (at(1, 1) - at(0, 1)) * fy + at(0, 1)
+    return (upper - lower) * fx + lower
+
+
+def test_blocked_linear_sampling_equals_one_pass_and_a_plain_reference(monkeypatch):
+    rng = np.random.default_rng(5)
+    images = rng.lognormal(0.0, 1.0, (11, 2, 9, 7)).astype(np.float32)
+    idx = rng.uniform(-1.5, 10.0, (11, 2, 40)).astype(np.float32)  # some outside the grid
+    one_pass = interpolation._interp_linear_block(images, idx)
+    np.testing.assert_array_equal(one_pass, _bilinear_reference(images, idx))
+    # 3 frames (of 2 x 40 points) per block: 4 blocks, the last one short
+    monkeypatch.setattr(interpolation, "LINEAR_BLOCK_POINTS", 3 * 2 * 40)
+    np.testing.assert_array_equal(interpolation.interp_linear(images, idx), one_pass)
+
+
+def test_blocked_resampling_and_feature_give_the_same_numbers(monkeypatch, small_sim):
+    data = small_sim["power_doppler"].isel(time=slice(0, 40))
+    arr = data.values
+    scale = features.robust_scale(arr)
+    np.testing.assert_array_equal(  # in place: the same as a fresh result
+        features.feature(arr, scale),
+        np.arcsinh(np.multiply(arr, np.float32(1.0 / scale), dtype=np.float32)))
+    grid = volumewise._grid(data, "in-plane")
+    rng = np.random.default_rng(2)
+    angles = np.radians(rng.normal(0.0, 2.0, (40, 1)))
+    rot = geometry.rotation_array_order(angles, 2)
+    trans = rng.normal(0.0, 0.2, (40, 2))
+    chunks = [np.arange(i, min(i + 16, 40)) for i in range(0, 40, 16)]
+
+    def run(block_points: int) -> np.ndarray:
+        monkeypatch.setattr(resampling, "LINEAR_BLOCK_POINTS", block_points)
+        monkeypatch.setattr(interpolation, "LINEAR_BLOCK_POINTS", block_points)
+        return resampling.resample(arr, rot, trans, grid, chunks, "linear", np.float32)
+
+    whole = run(2**40)  # every chunk in one pass
+    # per frame, by the plain reference: the same arithmetic
+    ref = np.stack([_bilinear_reference(arr[i:i + 1], geometry.index_coords(
+        rot[i:i + 1], trans[i:i + 1], grid))[0].reshape(arr.shape[1:]) for i in range(40)])
+    np.testing.assert_array_equal(whole, np.maximum(ref, 0))
+    frame = arr[0].size
+    np.testing.assert_array_equal(run(3 * frame), whole)  # blocks of 3 frames
+
+
+def test_chunks_are_drawn_at_most_n_threads_at_a_time(small_sim):
+    """estimate_motion keeps no more chunks' features alive than it solves at once."""
+    data = small_sim["power_doppler"]
+    arr = data.values
+    scale = features.robust_scale(arr)
+    grid = volumewise._grid(data, "in-plane")
+    tpl = estimation.Template.build(features.feature(arr[0], scale), grid, rigid=True)
+    feat = features.feature(arr, scale)
+    alive: list[weakref.ref] = []
+    most = 0
+
+    def chunks():
+        nonlocal most
+        for i in range(0, len(arr), 25):
+            most = max(most, sum(r() is not None for r in alive))
+            chunk = feat[i:i + 25].copy()
+            alive.append(weakref.ref(chunk))
+            yield np.arange(i, min(i + 25, len(arr))), chunk
+            del chunk
+
+    est = estimation.estimate_motion(chunks(), len(arr), [tpl], None, max_iter=5, tol=1e-3,
+                                     radius=5.0, n_threads=2)
+    assert len(alive) == 12 and 1 <= most <= 2
+    assert est.n_iter.min() >= 1

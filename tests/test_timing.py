@@ -205,3 +205,35 @@ def test_workspace_timing_stage_and_ground_truth_share_the_grid(small_recording_
     assert ws._stage_params("nmf")["resample_time"] is True
     with pytest.raises(ValueError, match="max_time_gap"):
         Workspace(tmp_path, progress=False, max_time_gap=1)
+
+
+def _linear_reference(t: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The straightforward full-array float64 blend: (1 - w) * lower + w * upper."""
+    j = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 2)
+    w = ((grid - t[j]) / (t[j + 1] - t[j])).reshape((-1,) + (1,) * (values.ndim - 1))
+    work = np.result_type(values.dtype, np.float64)
+    return (values[j].astype(work) * (1.0 - w) + values[j + 1].astype(work) * w).astype(
+        values.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+def test_blocked_linear_interpolation_equals_the_full_array_computation(monkeypatch, dtype):
+    """Blocks of 4 frames (7 blocks, the last one short), rounded block by block, give the
+    very numbers of one float64 pass over the whole array rounded at the end."""
+    t = real_like_onsets(n=27, drop=11)
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(0.0, 2.0, (t.size, 1, 2, 3))
+    if dtype is np.complex64:  # the imaginary part is interpolated too, not dropped
+        values = values + 1j * rng.normal(0.0, 5.0, values.shape)
+    values = values.astype(dtype)
+    monkeypatch.setattr(timing, "_INTERP_BLOCK_BYTES", 4 * 8 * 6)  # 4 frames of 6 voxels
+    da = xr.DataArray(values, dims=("time", "z", "y", "x"), coords={"time": t})
+    out = resample_uniform(da)
+    assert out.dtype == dtype and out.sizes["time"] == 27
+    expected = _linear_reference(t, values, out.time.values)
+    np.testing.assert_array_equal(out.values, expected)
+    if dtype is np.complex64:
+        assert np.abs(out.values.imag).max() > 1.0
+    # the time axis elsewhere than first: the same numbers, moved
+    moved = resample_uniform(da.transpose("y", "time", "z", "x"))
+    np.testing.assert_array_equal(moved.transpose(*da.dims).values, expected)
