@@ -535,3 +535,40 @@ def test_chunks_are_drawn_at_most_n_threads_at_a_time(small_sim):
                                      radius=5.0, n_threads=2)
     assert len(alive) == 12 and 1 <= most <= 2
     assert est.n_iter.min() >= 1
+
+
+def test_blocked_phase_correlation_equals_one_pass(monkeypatch):
+    """Frames' FFTs in blocks of 3 give the shifts of one pass over the batch (which
+    normalises by the largest cross-power of the whole batch)."""
+    rng = np.random.default_rng(4)
+    template = rng.lognormal(0.0, 1.0, (2, 24, 20)).astype(np.float32)
+    frames = np.stack([np.roll(template, (k % 5 - 2, k % 3 - 1), axis=(1, 2)) for k in range(10)])
+    frames *= rng.uniform(0.5, 1.5, frames.shape).astype(np.float32)
+    monkeypatch.setattr(estimation, "FFT_BLOCK_POINTS", 2**40)
+    whole = estimation.phase_correlation(frames, template)
+    # the one-pass formula, written out
+    axes = (-2, -1)
+    win = (np.hanning(24).astype(np.float32)[:, None] * np.hanning(20).astype(np.float32))
+    t = (template - template.mean(axis=axes, keepdims=True)) * win
+    f = (frames - frames.mean(axis=axes, keepdims=True)) * win
+    cross = (np.fft.rfftn(f, axes=axes) * np.conj(np.fft.rfftn(t, axes=axes))).sum(axis=1)
+    cross /= np.abs(cross) + 1e-12 * np.abs(cross).max()
+    corr = np.fft.irfftn(cross, s=(24, 20), axes=axes).reshape(10, -1)
+    peaks = np.stack(np.unravel_index(corr.argmax(axis=1), (24, 20)), axis=-1)
+    np.testing.assert_array_equal(np.round(whole) % [24, 20], peaks)
+    monkeypatch.setattr(estimation, "FFT_BLOCK_POINTS", 3 * 2 * 24 * 20)
+    np.testing.assert_array_equal(estimation.phase_correlation(frames, template), whole)
+
+
+def test_index_coords_in_blocks_equals_the_plain_formula():
+    """Grids above 2**16 voxels are done one frame at a time: the same float32 sums."""
+    grid = geometry.Grid((300, 240), (0.0, 1.0), (0.05, -0.1))
+    rng = np.random.default_rng(6)
+    rot = geometry.rotation_array_order(np.radians(rng.normal(0, 3, (3, 1))), 2)
+    trans = rng.normal(0, 0.5, (3, 2))
+    a = (rot / grid.step[None, :, None]).astype(np.float32)
+    off = ((trans + grid.centre - grid.first) / grid.step).astype(np.float32)
+    pts = grid.points_f32
+    plain = np.stack([a[:, i, 0, None] * pts[0] + a[:, i, 1, None] * pts[1] + off[:, i, None]
+                      for i in range(2)], axis=1)
+    np.testing.assert_array_equal(geometry.index_coords(rot, trans, grid), plain)

