@@ -490,6 +490,11 @@ def test_blocked_resampling_and_feature_give_the_same_numbers(monkeypatch, small
     np.testing.assert_array_equal(  # in place: the same as a fresh result
         features.feature(arr, scale),
         np.arcsinh(np.multiply(arr, np.float32(1.0 / scale), dtype=np.float32)))
+    # per chunk (as the estimation computes it) = a slice of the whole recording's, also
+    # for frames whose size is no multiple of a SIMD width, at an unaligned start
+    odd = arr.reshape(-1)[3:3 + 9 * 13 * 11].reshape(9, 1, 13, 11)
+    np.testing.assert_array_equal(features.feature(odd[2:7], scale),
+                                  features.feature(odd, scale)[2:7])
     grid = volumewise._grid(data, "in-plane")
     rng = np.random.default_rng(2)
     angles = np.radians(rng.normal(0.0, 2.0, (40, 1)))

@@ -93,12 +93,17 @@ def _pyramid(template: np.ndarray, grid: Grid, levels: int, rigid: bool) -> list
     return pyramid
 
 
-def _feature_chunks(feat: np.ndarray, chunks: list[np.ndarray], sigma_vox: list[float],
-                    model: str, progress: bool | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(frame indices, smoothed feature images) chunk by chunk, with the progress bar."""
+def _feature_chunks(arr: np.ndarray, scale: float, chunks: list[np.ndarray],
+                    sigma_vox: list[float], model: str, progress: bool | None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame indices, smoothed feature images) chunk by chunk, with the progress bar.
+
+    The feature is computed per chunk (elementwise, so the same numbers as slicing the
+    whole recording's): no recording-sized feature is alive while chunks are solved.
+    """
     for sel in progress_bar(chunks, total=len(chunks), desc="registering", unit="chunk",
                             progress=progress):
-        yield sel, smooth_images(_as_images(feat[sel], model), sigma_vox)
+        yield sel, smooth_images(_as_images(feature(arr[sel], scale), model), sigma_vox)
 
 
 def _parameters(est: Estimate, model: str, rigid: bool, grid: Grid,
@@ -258,7 +263,6 @@ def register_volumewise(
     scale = robust_scale(arr)
     ref_vol, ref_desc = reference_volume(arr, reference, data, window, scale)
     ref_feat = feature(ref_vol.astype(np.float32), scale)
-    feat = feature(arr, scale)  # (T, z, y, x), reused for correlation_before
 
     grid = _grid(data, model)
     sigma_vox = [smooth / abs(s) if n > 1 else 0.0
@@ -271,11 +275,12 @@ def register_volumewise(
     # n_threads in all: chunks side by side, the threads left to each chunk's sampling
     total = n_threads or default_threads()
     at_once = min(total, len(chunks))
-    est = estimate_motion(_feature_chunks(feat, chunks, sigma_vox, model, progress), n_t,
+    est = estimate_motion(_feature_chunks(arr, scale, chunks, sigma_vox, model, progress), n_t,
                           pyramid, polish, max_iter=max_iter, tol=tol, radius=fd_radius,
                           n_threads=at_once, sample_threads=max(1, total // at_once))
-    corr_before = frame_correlation(feat, ref_feat)
-    del feat  # before the resampled copy exists: one recording-sized array less at the peak
+    # the whole feature only now (arcsinh is cheap: ~10 ms), when the estimation's
+    # temporaries are gone, and freed before the resampled copy exists
+    corr_before = frame_correlation(feature(arr, scale), ref_feat)
     registered_arr = resample(arr, est.rot, est.trans, grid, chunks, resampling, out_dtype)
 
     params = _parameters(est, model, rigid, grid, data)
