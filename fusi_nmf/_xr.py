@@ -17,9 +17,11 @@ __all__ = [
     "append_history",
     "as_time_matrix",
     "check_dataarray",
+    "feature_blocks",
     "from_time_matrix",
     "mask_features",
     "motion_parameters",
+    "time_matrix",
 ]
 
 # Spatial dims of a recording, in the order of its arrays (time first, then these).
@@ -70,6 +72,34 @@ def as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
     axis = data.get_axis_num(dim)
     x = np.moveaxis(np.asarray(data.values, dtype=np.float64), axis, 0)
     return x.reshape(x.shape[0], -1), axis
+
+
+def time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
+    """Matrix (n_time, n_features) in the data's own dtype, and the axis of ``dim``.
+
+    A view of ``data.values`` when ``dim`` is the first axis (the usual layout), so
+    per-block work does not need a float64 copy of the whole recording.
+    """
+    axis = data.get_axis_num(dim)
+    x = np.moveaxis(np.asarray(data.values), axis, 0)
+    return x.reshape(x.shape[0], -1), axis
+
+
+# float64 bytes of one block of :func:`feature_blocks` (a few MB: stays in cache and
+# keeps a stage's peak memory near its input and output)
+_BLOCK_BYTES = 4 * 2**20
+
+
+def feature_blocks(n_time: int, n_features: int) -> list[slice]:
+    """Slices of feature columns, each about ``_BLOCK_BYTES`` as a float64 block.
+
+    Per-voxel computations (every column from its own values, in the same order) give
+    the same numbers block by block as on the whole matrix, at a fraction of the
+    memory: fresh memory is slow on some machines (each first touch of a page costs a
+    fault), and a float64 copy of a recording is twice its float32 size.
+    """
+    width = max(1, _BLOCK_BYTES // (8 * max(1, n_time)))
+    return [slice(j, min(j + width, n_features)) for j in range(0, n_features, width)]
 
 
 def from_time_matrix(matrix: np.ndarray, data: xr.DataArray, axis: int) -> np.ndarray:

@@ -20,10 +20,10 @@ from fusi_nmf._progress import status
 from fusi_nmf._xr import (
     SPATIAL_DIMS,
     append_history,
-    as_time_matrix,
     check_dataarray,
-    from_time_matrix,
+    feature_blocks,
     mask_features,
+    time_matrix,
 )
 
 __all__ = [
@@ -63,15 +63,29 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
         ``(time,)`` float64 named ``"dvars"`` with the time coord, ``units="%"``.
     """
     data = check_dataarray(data, dim=dim)
-    x, _ = as_time_matrix(data, dim)
-    keep = np.abs(x.mean(axis=0)) > 0
+    x, _ = time_matrix(data, dim)
+    n_time, n_feat = x.shape
+    mean = np.empty(n_feat)
+    for cols in feature_blocks(n_time, n_feat):
+        mean[cols] = np.asarray(x[:, cols], dtype=np.float64).mean(axis=0)
+    keep = np.abs(mean) > 0
     if mask is not None:
         keep &= mask_features(mask, data, dim)
     if not keep.any():
         raise ValueError("no voxel with a non-zero mean (inside the mask) to compute DVARS on.")
-    rel = x[:, keep] / x[:, keep].mean(axis=0)
-    values = np.zeros(x.shape[0])
-    values[1:] = 100.0 * np.sqrt(np.mean(np.diff(rel, axis=0) ** 2, axis=1))
+    mean = mean[keep]
+    # in blocks of frames (each frame's mean over voxels is its own reduction), so no
+    # float64 copy of the whole recording is made
+    values = np.zeros(n_time)
+    for frames in feature_blocks(n_feat, n_time):
+        start, stop = max(frames.start, 1), frames.stop
+        if start >= stop:
+            continue
+        rel = np.asarray(x[start - 1 : stop][:, keep], dtype=np.float64)
+        rel /= mean
+        step = np.diff(rel, axis=0)
+        step **= 2
+        values[start:stop] = 100.0 * np.sqrt(np.mean(step, axis=1))
     coords = {dim: data[dim]} if dim in data.coords else None
     return xr.DataArray(
         values,
@@ -246,7 +260,10 @@ def censor(
                 t = np.asarray(data[dim].values, dtype=np.float64)
             else:
                 t = np.arange(n, dtype=np.float64)
-            x, axis = as_time_matrix(data, dim)
+            # the flagged frames of the output (a view: time first), from the kept
+            # frames of the input in float64; nothing else is copied
+            frames = np.moveaxis(out.values, data.get_axis_num(dim), 0)
+            source = np.moveaxis(np.asarray(data.values), data.get_axis_num(dim), 0)
             good = np.flatnonzero(~flags)
             # nearest kept frame before / after each flagged one (clipped at the ends)
             pos = np.searchsorted(good, idx)
@@ -254,8 +271,10 @@ def censor(
             after = good[np.clip(pos, 0, good.size - 1)]
             span = t[after] - t[before]
             w = np.where(span > 0, (t[idx] - t[before]) / np.where(span > 0, span, 1.0), 0.0)
-            x[idx] = (1 - w)[:, None] * x[before] + w[:, None] * x[after]
-            out.values[...] = from_time_matrix(x, data, axis)
+            w = w.reshape(-1, *([1] * (frames.ndim - 1)))
+            frames[idx] = (1 - w) * np.asarray(source[before], dtype=np.float64) + w * np.asarray(
+                source[after], dtype=np.float64
+            )
     attrs = append_history(
         data.attrs,
         f"censor: {method} {n_bad}/{n} frames ({100 * share:.1f} %) flagged by {why}",

@@ -38,8 +38,10 @@ from fusi_nmf._xr import (
     append_history,
     as_time_matrix,
     check_dataarray,
+    feature_blocks,
     from_time_matrix,
     mask_features,
+    time_matrix,
 )
 from fusi_nmf.timing import REGULAR_RTOL
 
@@ -106,26 +108,28 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
     n = data.sizes[dim]
     if n < 2:
         raise ValueError(f"data has {n} sample(s) along {dim!r}; standardizing needs at least 2.")
-    axis = data.get_axis_num(dim)
-    x = np.asarray(data.values, dtype=np.float64)
-    mean = x.mean(axis=axis, keepdims=True)
-    centred = x - mean
+    x, axis = time_matrix(data, dim)
+    out = np.empty(x.shape, dtype=np.float32)
+    n_special = 0  # constant (zscore) or zero-mean (psc) voxels, set to 0
+    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
+        block = np.asarray(x[:, cols], dtype=np.float64)
+        mean = block.mean(axis=0, keepdims=True)
+        centred = block - mean
+        if method == "zscore":
+            std = np.sqrt((centred**2).sum(axis=0, keepdims=True) / (n - 1))
+            special = std <= _REL_FLAT * np.abs(mean)
+            special |= std == 0
+            out[:, cols] = np.where(special, 0.0, centred / np.where(special, 1.0, std))
+        else:
+            special = mean == 0
+            out[:, cols] = np.where(special, 0.0, 100.0 * centred / np.where(special, 1.0, mean))
+        n_special += int(special.sum())
     if method == "zscore":
-        std = np.sqrt((centred**2).sum(axis=axis, keepdims=True) / (n - 1))
-        flat = std <= _REL_FLAT * np.abs(mean)
-        flat |= std == 0
-        scale = np.where(flat, 1.0, std)
-        out = np.where(flat, 0.0, centred / scale)
-        line = (
-            f"standardize: zscore over {dim!r} (ddof=1); {int(flat.sum())} constant voxel(s) -> 0"
-        )
+        line = f"standardize: zscore over {dim!r} (ddof=1); {n_special} constant voxel(s) -> 0"
     else:
-        zero = mean == 0
-        scale = np.where(zero, 1.0, mean)
-        out = np.where(zero, 0.0, 100.0 * centred / scale)
         line = (
             f"standardize: psc over {dim!r} (100*(x-mean)/mean); "
-            f"{int(zero.sum())} zero-mean voxel(s) -> 0"
+            f"{n_special} zero-mean voxel(s) -> 0"
         )
     attrs = append_history(data.attrs, line)
     attrs["standardize"] = method
@@ -134,7 +138,11 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
     else:
         attrs["units"] = "1"
     return xr.DataArray(
-        out.astype(np.float32), dims=data.dims, coords=data.coords, attrs=attrs, name=data.name
+        np.ascontiguousarray(from_time_matrix(out, data, axis)),
+        dims=data.dims,
+        coords=data.coords,
+        attrs=attrs,
+        name=data.name,
     )
 
 
@@ -166,10 +174,13 @@ def split_sign(z: xr.DataArray) -> xr.DataArray:
             "output of standardize(), not an already split one."
         )
     x = np.asarray(z.values, dtype=np.float32)
-    pos = np.maximum(x, 0)
-    neg = np.maximum(-x, 0)
     axis = z.get_axis_num("time") + 1
-    stacked = np.stack([pos, neg], axis=axis)
+    # written straight into the stacked array: no separate pos/neg copies
+    stacked = np.empty((*x.shape[:axis], 2, *x.shape[axis:]), dtype=np.float32)
+    pos, neg = np.moveaxis(stacked, axis, 0)
+    np.maximum(x, 0, out=pos)
+    np.negative(x, out=neg)
+    np.maximum(neg, 0, out=neg)
     dims = (*z.dims[:axis], "sign", *z.dims[axis:])
     coords = {name: coord for name, coord in z.coords.items()}
     coords["sign"] = ("sign", np.array(["pos", "neg"]))
@@ -276,9 +287,12 @@ def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArr
     span = t[-1] - t[0]
     tn = 2.0 * (t - t[0]) / span - 1.0 if span > 0 else np.zeros_like(t)
     basis = np.polynomial.legendre.legvander(tn, order)
-    x, axis = as_time_matrix(data, dim)
-    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
-    out = x - basis @ coef + x.mean(axis=0, keepdims=True)
+    x, axis = time_matrix(data, dim)
+    out = np.empty(x.shape, dtype=np.float32)
+    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
+        block = np.asarray(x[:, cols], dtype=np.float64)
+        coef, *_ = np.linalg.lstsq(basis, block, rcond=None)
+        out[:, cols] = block - basis @ coef + block.mean(axis=0, keepdims=True)
     return _rebuild(
         data,
         from_time_matrix(out, data, axis),
@@ -369,29 +383,36 @@ def filter_temporal(
     else:
         sos = butter(order, low_pass, btype="lowpass", fs=fs, output="sos")
         what = f"low-pass {low_pass:g} Hz"
-    x, axis = as_time_matrix(data, dim)
+    x, axis = time_matrix(data, dim)
     padlen = 3 * (2 * len(sos) + 1)
     if x.shape[0] <= padlen:
         raise ValueError(
             f"data has {x.shape[0]} frames along {dim!r}; an order-{order} zero-phase filter "
             f"needs more than {padlen}. Lower the order or use detrend() instead."
         )
-    mean = x.mean(axis=0, keepdims=True)
     # Filter around the mean (no step at the padded edges), then set each voxel's
     # temporal mean back to the input's exactly (a high-/band-pass removes it).
     # Mirror-pad the whole recording: far smaller edge transients than scipy's short
     # odd extension for cut-offs near 1/duration (0.01 Hz on a few minutes).
     n = x.shape[0]
+    op = None
     if n <= _FILTER_MATRIX_MAX_FRAMES:
         # The zero-phase filter with its padding is linear in the signal: filtering the
-        # identity gives the (n, n) matrix that filters every voxel in one GEMM. Same
+        # identity gives the (n, n) matrix that filters every voxel by a GEMM. Same
         # numbers to float64 rounding; 751 x 9120 voxels: 0.18 s instead of 0.3 s plus
         # ~1 s to allocate the tripled, transposed copy sosfiltfilt works on.
         op = sosfiltfilt(sos, np.eye(n), axis=0, padtype="even", padlen=n - 1)
-        out = op @ (x - mean)
-    else:
-        out = sosfiltfilt(sos, x - mean, axis=0, padtype="even", padlen=n - 1)
-    out += mean - out.mean(axis=0, keepdims=True)
+    out = np.empty(x.shape, dtype=np.float32)
+    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
+        block = np.asarray(x[:, cols], dtype=np.float64)
+        mean = block.mean(axis=0, keepdims=True)
+        block -= mean
+        if op is not None:
+            filtered = op @ block
+        else:
+            filtered = sosfiltfilt(sos, block, axis=0, padtype="even", padlen=n - 1)
+        filtered += mean - filtered.mean(axis=0, keepdims=True)
+        out[:, cols] = filtered
     return _rebuild(
         data,
         from_time_matrix(out, data, axis),
@@ -540,9 +561,18 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
         s = fwhm[d] * FWHM_TO_SIGMA / voxel_size(data, d)
         sigma[data.get_axis_num(d)] = s
         parts.append(f"{d} {fwhm[d]:g} mm (sigma {s:.3g} vox)")
-    values = np.asarray(data.values, dtype=np.float64)
-    if any(sigma):
-        values = gaussian_filter(values, sigma=sigma, mode="reflect", truncate=4.0)
+    values = np.asarray(data.values)
+    out = np.empty(values.shape, dtype=np.float32)
+    # in blocks along the first axis when it is not smoothed (time, usually): every
+    # frame is filtered on its own, so the numbers are the same with less memory
+    n_first = values.shape[0]
+    whole = [slice(0, n_first)]
+    for part in whole if sigma[0] else feature_blocks(values[0].size, n_first):
+        block = np.asarray(values[part], dtype=np.float64)
+        if any(sigma):
+            block = gaussian_filter(block, sigma=sigma, mode="reflect", truncate=4.0)
+        out[part] = block
+    values = out
     line = "smooth_spatial: Gaussian FWHM " + (", ".join(parts) if parts else "none (no-op)")
     return _rebuild(data, values, line)
 
@@ -749,14 +779,25 @@ def _framewise_displacement(
 
 def _smooth_zscores(data: xr.DataArray, fwhm_mm) -> xr.DataArray:
     """Smooth each voxel's z-score and map back with its own mean and s.d. (power units)."""
-    x, axis = as_time_matrix(data, "time")
-    mean = x.mean(axis=0, keepdims=True)
-    std = x.std(axis=0, ddof=1, keepdims=True)
-    std = np.where(std > _REL_FLAT * np.abs(mean), std, 0.0)
-    z = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0)
-    zda = data.copy(data=from_time_matrix(z, data, axis).astype(np.float32))
-    smoothed, _ = as_time_matrix(smooth_spatial(zda, fwhm_mm), "time")
-    out = smoothed * std + mean
+    x, axis = time_matrix(data, "time")
+    blocks = feature_blocks(*x.shape)  # each voxel on its own: same numbers, less memory
+    mean = np.empty((1, x.shape[1]))
+    std = np.empty((1, x.shape[1]))
+    z = np.empty(x.shape, dtype=np.float32)
+    for cols in blocks:
+        block = np.asarray(x[:, cols], dtype=np.float64)
+        m = block.mean(axis=0, keepdims=True)
+        sd = block.std(axis=0, ddof=1, keepdims=True)
+        sd = np.where(sd > _REL_FLAT * np.abs(m), sd, 0.0)
+        z[:, cols] = np.where(sd > 0, (block - m) / np.where(sd > 0, sd, 1.0), 0.0)
+        mean[:, cols], std[:, cols] = m, sd
+    zda = data.copy(data=from_time_matrix(z, data, axis))
+    del z
+    smoothed, _ = time_matrix(smooth_spatial(zda, fwhm_mm), "time")
+    out = np.empty(x.shape, dtype=np.float32)
+    for cols in blocks:
+        block = np.asarray(smoothed[:, cols], dtype=np.float64)
+        out[:, cols] = block * std[:, cols] + mean[:, cols]
     return _rebuild(
         data,
         from_time_matrix(out, data, axis),

@@ -489,3 +489,55 @@ def test_default_clean_chain_beats_the_reference_analysis_out_of_sample():
     ref, new = scores["reference"], scores["default"]
     assert new["timecourse_corrected"] >= ref["timecourse_corrected"] + 0.05, scores
     assert new["map_corrected"] >= ref["map_corrected"], scores
+
+
+# ----------------------------------------------------------------- block processing
+
+
+def _reference_standardize(data: xr.DataArray) -> np.ndarray:
+    """The whole-array z-score written out (the code before block processing)."""
+    x = data.values.astype(np.float64)
+    mean = x.mean(axis=0, keepdims=True)
+    centred = x - mean
+    std = np.sqrt((centred**2).sum(axis=0, keepdims=True) / (x.shape[0] - 1))
+    flat = (std <= 1e-6 * np.abs(mean)) | (std == 0)
+    return np.where(flat, 0.0, centred / np.where(flat, 1.0, std)).astype(np.float32)
+
+
+def _reference_detrend(data: xr.DataArray, order: int) -> np.ndarray:
+    x = data.values.astype(np.float64).reshape(data.sizes["time"], -1)
+    t = data["time"].values.astype(np.float64)
+    basis = np.polynomial.legendre.legvander(2 * (t - t[0]) / (t[-1] - t[0]) - 1, order)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    out = x - basis @ coef + x.mean(axis=0, keepdims=True)
+    return out.astype(np.float32).reshape(data.shape)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3 * 8 * 40, 2**40])
+def test_block_processing_gives_the_whole_array_numbers(monkeypatch, block_bytes):
+    # one voxel per block, a few voxels per block and one block: every per-voxel step
+    # must give exactly the numbers of the whole-array computation
+    monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(3)
+    data = make_recording()
+    data.values[...] *= rng.uniform(0.5, 2.0, size=data.shape).astype(np.float32)
+    np.testing.assert_array_equal(standardize(data).values, _reference_standardize(data))
+    np.testing.assert_array_equal(detrend(data, 2).values, _reference_detrend(data, 2))
+    monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", 2**40)
+    whole = {
+        "filter": filter_temporal(data, high_pass=0.05).values,
+        "smooth": smooth_spatial(data, 0.2).values,
+        "clean": clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2).values,
+        "psc": standardize(data, method="psc").values,
+        "split": split_sign(standardize(data)).values,
+    }
+    monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", block_bytes)
+    blocked = {
+        "filter": filter_temporal(data, high_pass=0.05).values,
+        "smooth": smooth_spatial(data, 0.2).values,
+        "clean": clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2).values,
+        "psc": standardize(data, method="psc").values,
+        "split": split_sign(standardize(data)).values,
+    }
+    for name, values in whole.items():
+        np.testing.assert_array_equal(blocked[name], values, err_msg=name)
