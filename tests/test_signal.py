@@ -523,21 +523,17 @@ def test_block_processing_gives_the_whole_array_numbers(monkeypatch, block_bytes
     data.values[...] *= rng.uniform(0.5, 2.0, size=data.shape).astype(np.float32)
     np.testing.assert_array_equal(standardize(data).values, _reference_standardize(data))
     np.testing.assert_array_equal(detrend(data, 2).values, _reference_detrend(data, 2))
-    monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", 2**40)
-    whole = {
-        "filter": filter_temporal(data, high_pass=0.05).values,
-        "smooth": smooth_spatial(data, 0.2).values,
-        "clean": clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2).values,
-        "psc": standardize(data, method="psc").values,
-        "split": split_sign(standardize(data)).values,
-    }
-    monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", block_bytes)
-    blocked = {
-        "filter": filter_temporal(data, high_pass=0.05).values,
-        "smooth": smooth_spatial(data, 0.2).values,
-        "clean": clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2).values,
-        "psc": standardize(data, method="psc").values,
-        "split": split_sign(standardize(data)).values,
-    }
+
+    def outputs(size: int) -> dict[str, np.ndarray]:
+        monkeypatch.setattr("fusi_nmf._xr._BLOCK_BYTES", size)
+        return {
+            "filter": filter_temporal(data, high_pass=0.05).values,
+            "smooth": smooth_spatial(data, 0.2).values,
+            "clean": clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2).values,
+            "psc": standardize(data, method="psc").values,
+            "split": split_sign(standardize(data)).values,
+        }
+
+    whole, blocked = outputs(2**40), outputs(block_bytes)
     for name, values in whole.items():
         np.testing.assert_array_equal(blocked[name], values, err_msg=name)
