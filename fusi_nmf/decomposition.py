@@ -62,6 +62,8 @@ _BLOCK_BYTES = 3 * 2**20
 # fraction of the products with the data, which they reuse).
 _WARMUP_ITER = 30
 _INNER_SWEEPS = 3
+# sweeps in a row without a lower violation that end the final polish (see _polish)
+_POLISH_PATIENCE = 10
 
 
 class NMF(BaseEstimator):
@@ -949,12 +951,27 @@ def _fused_cd(
     return n_iter, converged
 
 
-def _polish(sweep: Any, tol: float, max_sweeps: int) -> None:
-    """Repeat ``sweep()`` until its violation falls to ``tol`` times the first."""
-    first = sweep()
+def _polish(sweep: Any, tol: float, max_sweeps: int, patience: int = _POLISH_PATIENCE) -> None:
+    """Repeat ``sweep()`` until its violation falls to ``tol`` times the first, or stalls.
+
+    Stalls: ``patience`` sweeps in a row without a new lowest violation. In float32 the
+    projected gradient has a rounding floor; on the default recording the spatial-mode
+    polish met it at ~1.5e-4 of the first violation after ~20 sweeps, short of
+    ``tol=1e-4``, and then swept every block to ``max_sweeps`` (500) moving only the last
+    bits: 9000 sweeps, a fifth of the spatial fit's time.
+    """
+    first = best = sweep()
+    stalled = 0
     for _ in range(max_sweeps - 1):
-        if first == 0 or sweep() <= tol * first:
+        violation = sweep()
+        if first == 0 or violation <= tol * first:
             break
+        if violation < best:
+            best, stalled = violation, 0
+        else:
+            stalled += 1
+            if stalled >= patience:
+                break
 
 
 def _nnls_project(A: np.ndarray, maps: np.ndarray) -> np.ndarray:

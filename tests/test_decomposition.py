@@ -508,3 +508,29 @@ def test_accepted_parameter_forms(planted):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             NMF(2, max_iter=5, **params).fit(X)
+
+
+def test_polish_stops_when_float32_rounding_stalls_it():
+    # tol=0 is never met: the polish used to sweep to max_sweeps, moving only last bits
+    A = _matrix(seed=5)
+    C, St = _init(A, 4, temporal=False)
+    dec._fused_cd(A, C, St, temporal=False, tol=1e-4, max_iter=200, polish=False)
+    G, B = C.T @ C, A.T @ C
+    kernel = dec._cd_kernel()
+
+    def polish(patience: int) -> tuple[np.ndarray, list[float]]:
+        S, violations = St.copy(), []
+
+        def sweep() -> float:
+            violations.append(dec._cd_sweep(S, G, B, kernel))
+            return violations[-1]
+
+        dec._polish(sweep, tol=0.0, max_sweeps=500, patience=patience)
+        return S, violations
+
+    stopped, v_stopped = polish(dec._POLISH_PATIENCE)
+    full, v_full = polish(10**6)
+    assert len(v_full) == 500
+    assert len(v_stopped) < 100, len(v_stopped)
+    assert min(v_stopped) <= 2 * min(v_full), (min(v_stopped), min(v_full))
+    np.testing.assert_allclose(stopped, full, rtol=0, atol=1e-5 * np.abs(full).max())
