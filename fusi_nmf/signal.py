@@ -404,7 +404,7 @@ def filter_temporal(
         op = sosfiltfilt(sos, np.eye(n), axis=0, padtype="even", padlen=n - 1)
     out = np.empty(x.shape, dtype=np.float32)
     for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
-        block = np.asarray(x[:, cols], dtype=np.float64)
+        block = np.array(x[:, cols], dtype=np.float64)  # a copy: float64 input is a view
         mean = block.mean(axis=0, keepdims=True)
         block -= mean
         if op is not None:

@@ -537,3 +537,16 @@ def test_block_processing_gives_the_whole_array_numbers(monkeypatch, block_bytes
     whole, blocked = outputs(2**40), outputs(block_bytes)
     for name, values in whole.items():
         np.testing.assert_array_equal(blocked[name], values, err_msg=name)
+
+
+def test_block_processed_steps_leave_a_float64_input_unchanged():
+    # with float64 data the (time, features) matrix is a view of the input: a step that
+    # worked on it in place would change the caller's array
+    data = make_recording().astype(np.float64)
+    before = data.values.copy()
+    detrend(data, 1)
+    filter_temporal(data, high_pass=0.05)
+    smooth_spatial(data, 0.2)
+    standardize(data)
+    clean(data, censor_dvars=2.0, smooth_fwhm_mm=0.2)
+    np.testing.assert_array_equal(data.values, before)
