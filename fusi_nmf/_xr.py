@@ -9,6 +9,8 @@ each other, and metrics and plotting check motion the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import xarray as xr
 
@@ -17,7 +19,8 @@ __all__ = [
     "append_history",
     "as_time_matrix",
     "check_dataarray",
-    "feature_blocks",
+    "column_blocks",
+    "frame_blocks",
     "from_time_matrix",
     "mask_features",
     "motion_parameters",
@@ -67,39 +70,52 @@ def check_dataarray(data, name: str = "data", dim: str = "time") -> xr.DataArray
     return data
 
 
-def as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
-    """float64 matrix (n_time, n_features) and the axis of ``dim``."""
-    axis = data.get_axis_num(dim)
-    x = np.moveaxis(np.asarray(data.values, dtype=np.float64), axis, 0)
-    return x.reshape(x.shape[0], -1), axis
-
-
 def time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
     """Matrix (n_time, n_features) in the data's own dtype, and the axis of ``dim``.
 
     A view of ``data.values`` when ``dim`` is the first axis (the usual layout), so
-    per-block work does not need a float64 copy of the whole recording.
+    per-block work (:func:`column_blocks`) needs no float64 copy of the whole recording.
     """
     axis = data.get_axis_num(dim)
     x = np.moveaxis(np.asarray(data.values), axis, 0)
     return x.reshape(x.shape[0], -1), axis
 
 
-# float64 bytes of one block of :func:`feature_blocks` (a few MB: stays in cache and
-# keeps a stage's peak memory near its input and output)
+def as_time_matrix(data: xr.DataArray, dim: str) -> tuple[np.ndarray, int]:
+    """float64 matrix (n_time, n_features) and the axis of ``dim`` (see :func:`time_matrix`)."""
+    x, axis = time_matrix(data, dim)
+    return x.astype(np.float64, copy=False), axis
+
+
+# float64 bytes of one block of :func:`column_blocks` / :func:`frame_blocks` (a few MB:
+# stays in cache and keeps a stage's peak memory near its input and output)
 _BLOCK_BYTES = 4 * 2**20
 
 
-def feature_blocks(n_time: int, n_features: int) -> list[slice]:
-    """Slices of feature columns, each about ``_BLOCK_BYTES`` as a float64 block.
+def _slices(n: int, values_each: int) -> list[slice]:
+    """Slices of ``range(n)``, each about ``_BLOCK_BYTES`` of float64 when every item
+    holds ``values_each`` values."""
+    width = max(1, _BLOCK_BYTES // (8 * max(1, values_each)))
+    return [slice(j, min(j + width, n)) for j in range(0, n, width)]
+
+
+def frame_blocks(n_frames: int, frame_size: int) -> list[slice]:
+    """Slices of frames (the first axis), each about ``_BLOCK_BYTES`` as float64."""
+    return _slices(n_frames, frame_size)
+
+
+def column_blocks(x: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(columns, float64 copy of x[:, columns])`` for blocks of the columns of ``x``.
 
     Per-voxel computations (every column from its own values, in the same order) give
     the same numbers block by block as on the whole matrix, at a fraction of the
     memory: fresh memory is slow on some machines (each first touch of a page costs a
     fault), and a float64 copy of a recording is twice its float32 size.
     """
-    width = max(1, _BLOCK_BYTES // (8 * max(1, n_time)))
-    return [slice(j, min(j + width, n_features)) for j in range(0, n_features, width)]
+    for cols in _slices(x.shape[1], x.shape[0]):
+        # always a copy (np.array): callers work on it in place, and with float64 data
+        # x[:, cols] is a view of the caller's array
+        yield cols, np.array(x[:, cols], dtype=np.float64)
 
 
 def from_time_matrix(matrix: np.ndarray, data: xr.DataArray, axis: int) -> np.ndarray:

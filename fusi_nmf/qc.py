@@ -21,7 +21,8 @@ from fusi_nmf._xr import (
     SPATIAL_DIMS,
     append_history,
     check_dataarray,
-    feature_blocks,
+    column_blocks,
+    frame_blocks,
     mask_features,
     time_matrix,
 )
@@ -66,8 +67,8 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
     x, _ = time_matrix(data, dim)
     n_time, n_feat = x.shape
     mean = np.empty(n_feat)
-    for cols in feature_blocks(n_time, n_feat):
-        mean[cols] = np.asarray(x[:, cols], dtype=np.float64).mean(axis=0)
+    for cols, block in column_blocks(x):
+        mean[cols] = block.mean(axis=0)
     keep = np.abs(mean) > 0
     if mask is not None:
         keep &= mask_features(mask, data, dim)
@@ -77,7 +78,7 @@ def dvars(data: xr.DataArray, mask: xr.DataArray | None = None, dim: str = "time
     # in blocks of frames (each frame's mean over voxels is its own reduction), so no
     # float64 copy of the whole recording is made
     values = np.zeros(n_time)
-    for frames in feature_blocks(n_feat, n_time):
+    for frames in frame_blocks(n_time, n_feat):
         start, stop = max(frames.start, 1), frames.stop
         if start >= stop:
             continue

@@ -38,7 +38,8 @@ from fusi_nmf._xr import (
     append_history,
     as_time_matrix,
     check_dataarray,
-    feature_blocks,
+    column_blocks,
+    frame_blocks,
     from_time_matrix,
     mask_features,
     time_matrix,
@@ -111,8 +112,7 @@ def standardize(data: xr.DataArray, method: str = "zscore", dim: str = "time") -
     x, axis = time_matrix(data, dim)
     out = np.empty(x.shape, dtype=np.float32)
     n_special = 0  # constant (zscore) or zero-mean (psc) voxels, set to 0
-    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
-        block = np.asarray(x[:, cols], dtype=np.float64)
+    for cols, block in column_blocks(x):  # each voxel on its own: same numbers, less memory
         mean = block.mean(axis=0, keepdims=True)
         centred = block - mean
         if method == "zscore":
@@ -289,8 +289,7 @@ def detrend(data: xr.DataArray, order: int = 1, dim: str = "time") -> xr.DataArr
     basis = np.polynomial.legendre.legvander(tn, order)
     x, axis = time_matrix(data, dim)
     out = np.empty(x.shape, dtype=np.float32)
-    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
-        block = np.asarray(x[:, cols], dtype=np.float64)
+    for cols, block in column_blocks(x):  # each voxel on its own: same numbers, less memory
         coef, *_ = np.linalg.lstsq(basis, block, rcond=None)
         out[:, cols] = block - basis @ coef + block.mean(axis=0, keepdims=True)
     return _rebuild(
@@ -403,8 +402,7 @@ def filter_temporal(
         # ~1 s to allocate the tripled, transposed copy sosfiltfilt works on.
         op = sosfiltfilt(sos, np.eye(n), axis=0, padtype="even", padlen=n - 1)
     out = np.empty(x.shape, dtype=np.float32)
-    for cols in feature_blocks(*x.shape):  # each voxel on its own: same numbers, less memory
-        block = np.array(x[:, cols], dtype=np.float64)  # a copy: float64 input is a view
+    for cols, block in column_blocks(x):  # each voxel on its own: same numbers, less memory
         mean = block.mean(axis=0, keepdims=True)
         block -= mean
         if op is not None:
@@ -566,8 +564,8 @@ def smooth_spatial(data: xr.DataArray, fwhm_mm: float | Mapping[str, float]) -> 
     # in blocks along the first axis when it is not smoothed (time, usually): every
     # frame is filtered on its own, so the numbers are the same with less memory
     n_first = values.shape[0]
-    whole = [slice(0, n_first)]
-    for part in whole if sigma[0] else feature_blocks(values[0].size, n_first):
+    frames = [slice(0, n_first)] if sigma[0] else frame_blocks(n_first, values[0].size)
+    for part in frames:
         block = np.asarray(values[part], dtype=np.float64)
         if any(sigma):
             block = gaussian_filter(block, sigma=sigma, mode="reflect", truncate=4.0)
@@ -780,12 +778,10 @@ def _framewise_displacement(
 def _smooth_zscores(data: xr.DataArray, fwhm_mm) -> xr.DataArray:
     """Smooth each voxel's z-score and map back with its own mean and s.d. (power units)."""
     x, axis = time_matrix(data, "time")
-    blocks = feature_blocks(*x.shape)  # each voxel on its own: same numbers, less memory
     mean = np.empty((1, x.shape[1]))
     std = np.empty((1, x.shape[1]))
     z = np.empty(x.shape, dtype=np.float32)
-    for cols in blocks:
-        block = np.asarray(x[:, cols], dtype=np.float64)
+    for cols, block in column_blocks(x):  # each voxel on its own: same numbers, less memory
         m = block.mean(axis=0, keepdims=True)
         sd = block.std(axis=0, ddof=1, keepdims=True)
         sd = np.where(sd > _REL_FLAT * np.abs(m), sd, 0.0)
@@ -795,8 +791,7 @@ def _smooth_zscores(data: xr.DataArray, fwhm_mm) -> xr.DataArray:
     del z
     smoothed, _ = time_matrix(smooth_spatial(zda, fwhm_mm), "time")
     out = np.empty(x.shape, dtype=np.float32)
-    for cols in blocks:
-        block = np.asarray(smoothed[:, cols], dtype=np.float64)
+    for cols, block in column_blocks(smoothed):
         out[:, cols] = block * std[:, cols] + mean[:, cols]
     return _rebuild(
         data,
