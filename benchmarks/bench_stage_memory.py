@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_nmf import machine_note, write_result
-from bench_targets import extract
+from bench_targets import extract, working_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("timed", "registered", "cleaned")
@@ -173,13 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data_root = args.data_dir or Path(os.environ.get("FUSI_NMF_DATA") or scratch / "data")
         data_root.mkdir(parents=True, exist_ok=True)
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "fusi_nmf"], capture_output=True, text=True).stdout.strip()
         trees = []
-        title = f"bench_stage_memory: working tree {head}" + (
-            " (+ uncommitted changes in fusi_nmf/)" if dirty else "")
+        title = f"bench_stage_memory: working tree {working_tree()}"
         if args.baseline:
             full = extract(args.baseline, scratch / "baseline-src")
             trees.append(Tree("baseline", scratch / "baseline-src", scratch, data_root,

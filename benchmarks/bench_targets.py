@@ -80,6 +80,15 @@ def extract(commit: str, dest: Path) -> str:
     return full
 
 
+def working_tree() -> str:
+    """This tree's short commit, marked when ``fusi_nmf/`` has uncommitted changes."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "fusi_nmf"],
+                           capture_output=True, text=True).stdout.strip()
+    return head + (" (+ uncommitted changes in fusi_nmf/)" if dirty else "")
+
+
 class Tree:
     """One source tree to measure: its folder, data cache and environment."""
 
@@ -198,17 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         data_root = args.data_dir or Path(os.environ.get("FUSI_NMF_DATA") or scratch / "data")
         data_root.mkdir(parents=True, exist_ok=True)
         full = extract(args.baseline, scratch / "baseline-src")
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "fusi_nmf"], capture_output=True, text=True).stdout.strip()
         trees = [Tree("baseline", scratch / "baseline-src", scratch, data_root),
                  Tree("current", ROOT, scratch, data_root)]
-        lines = [
-            f"bench_targets: baseline {full[:10]} vs working tree {head}"
-            + (" (+ uncommitted changes in fusi_nmf/)" if dirty else ""),
-            machine_note(),
-        ]
+        lines = [f"bench_targets: baseline {full[:10]} vs working tree {working_tree()}",
+                 machine_note()]
         print(lines[0], "\n" + lines[1], flush=True)
         for tree in trees:
             tree.check_import()
